@@ -1,0 +1,69 @@
+"""Witness hidden weights: the hidden layers whose spike patterns become dictionary columns.
+
+CVX draws them at random (Gaussian "standard", column-normalised, or orthogonal); SG-CVX takes
+them from a surrogate-gradient-trained network of the same shape.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import check_choice, check_positive
+from ..snn import ParallelSNN
+
+WITNESS_KINDS = ("standard", "normalized", "orthogonal")
+
+
+def _draw(shape: tuple[int, ...], kind: str, gen: torch.Generator) -> torch.Tensor:
+    """One weight tensor (fan_in, width) or (K, fan_in, width), in float64."""
+    w = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if kind == "normalized":  # every neuron's incoming weight vector has unit norm
+        w = w / w.norm(dim=-2, keepdim=True).clamp_min(1e-300)
+    elif kind == "orthogonal":  # orthonormal rows or columns, via QR of the Gaussian draw
+        mats = w.reshape(-1, *shape[-2:])
+        out = []
+        for m in mats:
+            tall = m.shape[0] >= m.shape[1]
+            q, r = torch.linalg.qr(m if tall else m.T)
+            q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+            out.append(q if tall else q.T)
+        w = torch.stack(out).reshape(shape)
+    return w
+
+
+def sample_witnesses(
+    net: ParallelSNN, kind: str = "standard", scale: float = 1.0, seed: int = 0
+) -> ParallelSNN:
+    """Overwrite the hidden weights of ``net`` in place with seeded random witnesses; returns it.
+
+    ``kind``: "standard" N(0, 1), "normalized" (unit-norm incoming weights per neuron) or
+    "orthogonal"; every draw is multiplied by ``scale``.
+    """
+    check_choice("kind", kind, WITNESS_KINDS)
+    scale = check_positive("scale", scale)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for p in net.hidden:
+            p.copy_(_draw(tuple(p.shape), kind, gen) * scale)
+    return net
+
+
+def transfer_witnesses(source: ParallelSNN, target: ParallelSNN) -> ParallelSNN:
+    """Copy the hidden weights of a trained ``source`` into ``target`` (SG-CVX); returns target.
+
+    The readout of ``source`` is not copied: the convex program replaces it.
+    """
+    if len(source.hidden) != len(target.hidden):
+        raise ValueError(
+            f"source has {len(source.hidden) + 1} layers but target has {len(target.hidden) + 1}"
+        )
+    for i, (a, b) in enumerate(zip(source.hidden, target.hidden)):
+        if a.shape != b.shape:
+            raise ValueError(
+                f"hidden layer {i} of source has shape {tuple(a.shape)}, target expects "
+                f"{tuple(b.shape)} (same d_in, layers, branches, width and last_width needed)"
+            )
+    with torch.no_grad():
+        for a, b in zip(source.hidden, target.hidden):
+            b.copy_(a.to(dtype=b.dtype, device=b.device))
+    return target

@@ -1,0 +1,115 @@
+"""Functional leaky integrate-and-fire (LIF) scan: the one neuron convention of spikecvx.
+
+Semantics are those of snnTorch's ``Leaky`` (reset_delay=True), so weights trained there mean
+the same thing here. With u_0 = 0 and r_t = H(u_{t-1} - theta) (the previous step's spike,
+carried without gradient as in snnTorch):
+
+    subtract:  u_t = beta * u_{t-1} + I_t - theta * r_t
+    zero:      u_t = beta * (1 - r_t) * u_{t-1} + I_t
+    spike:     s_t = H(u_t - theta)        (strict ``>``)
+
+The surrogate-gradient model, the dictionary builder and the reconstructed network all call
+this function, so a weight matrix means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import check_choice, check_positive
+from .surrogate import SURROGATE_GRADS, spike
+
+RESETS = ("subtract", "zero")
+
+
+def check_beta(beta) -> None:
+    """Raise ValueError unless every leak value lies in [0, 1]."""
+    b = torch.as_tensor(beta, dtype=torch.float64)
+    if not bool(torch.isfinite(b).all()) or bool((b < 0).any()) or bool((b > 1).any()):
+        raise ValueError(f"beta must lie in [0, 1], got {beta!r}")
+
+
+def lif_scan(
+    currents: torch.Tensor,
+    beta: float | torch.Tensor = 0.99,
+    threshold: float = 1.0,
+    reset: str = "subtract",
+    surrogate: str = "atan",
+    time_dim: int = 1,
+    init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run LIF neurons over time.
+
+    Args:
+        currents: input currents, (N, T, M) when ``time_dim=1`` (default) or (T, N, M) when
+            ``time_dim=0``.
+        beta: leak in [0, 1], a scalar or one value per neuron (M,).
+        threshold: firing threshold (> 0).
+        reset: "subtract" (snnTorch default) or "zero".
+        surrogate: name of the surrogate derivative used when gradients are needed.
+        time_dim: which dimension of ``currents`` is time (0 or 1).
+        init: optional state (u, s) at the step before the first one, each (N, M): the
+            membrane and the spike that resets it. Lets a long sequence be scanned in chunks.
+
+    Returns:
+        (spikes, membranes), both shaped like ``currents``.
+    """
+    if not isinstance(currents, torch.Tensor) or currents.dim() != 3:
+        raise ValueError("currents must be a 3-D tensor (N, T, M) or (T, N, M)")
+    if time_dim not in (0, 1):
+        raise ValueError(f"time_dim must be 0 or 1, got {time_dim!r}")
+    check_beta(beta)
+    theta = check_positive("threshold", threshold)
+    check_choice("reset", reset, RESETS)
+    check_choice("surrogate", surrogate, SURROGATE_GRADS)
+
+    cur = currents if time_dim == 0 else currents.transpose(0, 1)
+    beta_t = torch.as_tensor(beta, dtype=cur.dtype, device=cur.device)
+    needs_grad = torch.is_grad_enabled() and cur.requires_grad
+    if needs_grad:
+        spikes, mems = _scan_autograd(cur, beta_t, theta, reset, surrogate, init)
+    else:
+        spikes, mems = _scan_inplace(cur, beta_t, theta, reset, init)
+    if time_dim == 1:
+        spikes, mems = spikes.transpose(0, 1), mems.transpose(0, 1)
+    return spikes, mems
+
+
+def _scan_autograd(cur, beta, theta, reset, surrogate, init):
+    """Differentiable scan (time-major input); builds the graph for surrogate-gradient training."""
+    if init is None:
+        u, r = torch.zeros_like(cur[0]), torch.zeros_like(cur[0])
+    else:
+        u, r = init[0], init[1].detach()
+    spikes, mems = [], []
+    for t in range(cur.shape[0]):
+        if reset == "subtract":
+            u = beta * u + cur[t] - theta * r
+        else:
+            u = beta * (1 - r) * u + cur[t]
+        s = spike(u - theta, surrogate)
+        r = s.detach()
+        spikes.append(s)
+        mems.append(u)
+    return torch.stack(spikes), torch.stack(mems)
+
+
+@torch.no_grad()
+def _scan_inplace(cur, beta, theta, reset, init):
+    """No-grad scan (time-major input) writing into preallocated outputs; no graph, few temporaries."""
+    mems = torch.empty_like(cur)
+    spikes = torch.empty_like(cur)
+    u = torch.zeros_like(cur[0]) if init is None else init[0].clone()
+    tmp = torch.empty_like(u)
+    for t in range(cur.shape[0]):
+        # same operation order as snnTorch (beta * u + I - theta * r) so results match bitwise
+        s_prev = None if t == 0 and init is None else (spikes[t - 1] if t > 0 else init[1])
+        if s_prev is not None and reset == "zero":
+            torch.mul(s_prev, -1.0, out=tmp).add_(1.0)
+            u.mul_(tmp)
+        u.mul_(beta).add_(cur[t])
+        if s_prev is not None and reset == "subtract":
+            u.add_(s_prev, alpha=-theta)
+        mems[t].copy_(u)
+        torch.gt(u, theta, out=spikes[t])
+    return spikes, mems
