@@ -1,0 +1,102 @@
+"""Compiled inner loop: coordinate descent on the quadratic model of a proximal Newton step.
+
+Coordinate descent is the algorithm of choice here because binary dictionaries are badly
+conditioned (non-negative columns share one dominant singular direction): a full-gradient method
+must step by 1 / ||D||^2, which stalls, whereas each coordinate step uses only its own column's
+curvature. The loop is compiled with numba (cached on disk), as a pure-Python loop over
+coordinates would be a hundred times slower.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
+    """Minimise over dW the model of F(X (W + dW)) + reg * Omega(W + dW) around W:
+
+        (1/n) sum_i [G_i . R_i + R_i^T H_i R_i / 2] + reg * Omega(W + dW),   R = X dW,
+
+    by cyclic coordinate descent. X: (n, p) Fortran-ordered float64; G: (n, C) per-sample
+    gradients; W, dW: (p, C); R: (n, C) kept equal to X @ dW.
+    Per-sample curvature H_i: diag(H[i]) when ``coupled`` is False; when True, H holds softmax
+    probabilities p_i and H_i = diag(p_i) - p_i p_i^T (the exact multinomial Hessian).
+    Elementwise L1 minimises entry by entry exactly; group L1 takes a block step with a curvature
+    that majorises the block (so every step decreases the model). Returns the epochs run.
+    """
+    n, p = X.shape
+    C = G.shape[1]
+    S = np.zeros(n)  # S_i = p_i . R_i (coupled case)
+    if coupled:
+        for i in range(n):
+            for c in range(C):
+                S[i] += H[i, c] * R[i, c]
+    grad = np.empty(C)
+    curv = np.empty(C)
+    new = np.empty(C)
+    inv_n = 1.0 / n
+    for epoch in range(max_epochs):
+        max_change = 0.0
+        max_scale = 0.0
+        for j in range(p):
+            cs = C if not group else 1  # L1: one entry at a time; group: the whole row
+            for k in range(cs):
+                lo = k if not group else 0
+                hi = k + 1 if not group else C
+                for c in range(lo, hi):
+                    grad[c] = 0.0
+                    curv[c] = 0.0
+                for i in range(n):
+                    x = X[i, j]
+                    if x != 0.0:
+                        for c in range(lo, hi):
+                            h = H[i, c]
+                            if coupled:
+                                grad[c] += x * (G[i, c] + h * (R[i, c] - S[i]))
+                                curv[c] += x * x * (h if group else h * (1.0 - h))
+                            else:
+                                grad[c] += x * (G[i, c] + h * R[i, c])
+                                curv[c] += x * x * h
+                a_blk = 0.0
+                for c in range(lo, hi):
+                    grad[c] *= inv_n
+                    curv[c] *= inv_n
+                    a_blk = max(a_blk, curv[c])
+                if group:
+                    norm = 0.0
+                    for c in range(C):
+                        new[c] = W[j, c] + dW[j, c] - grad[c] / a_blk if a_blk > 1e-300 else 0.0
+                        norm += new[c] * new[c]
+                    norm = np.sqrt(norm)
+                    shrink = 0.0
+                    if a_blk > 1e-300 and norm > 0.0:
+                        shrink = max(0.0, 1.0 - reg / (a_blk * norm))
+                    for c in range(C):
+                        new[c] *= shrink
+                else:
+                    c = k
+                    if curv[c] <= 1e-300:
+                        new[c] = 0.0
+                    else:
+                        z = W[j, c] + dW[j, c] - grad[c] / curv[c]
+                        t = reg / curv[c]
+                        new[c] = z - t if z > t else (z + t if z < -t else 0.0)
+                for c in range(lo, hi):
+                    delta = new[c] - (W[j, c] + dW[j, c])
+                    scale = np.sqrt(max(curv[c], a_blk if group else 0.0))
+                    max_scale = max(max_scale, abs(new[c]) * scale)
+                    if delta == 0.0:
+                        continue
+                    dW[j, c] += delta
+                    max_change = max(max_change, abs(delta) * scale)
+                    for i in range(n):
+                        x = X[i, j]
+                        if x != 0.0:
+                            R[i, c] += x * delta
+                            if coupled:
+                                S[i] += x * delta * H[i, c]
+        if max_change <= tol * max(max_scale, 1e-12):
+            return epoch + 1
+    return max_epochs

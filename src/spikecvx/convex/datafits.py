@@ -1,0 +1,198 @@
+"""Datafits F(Z) = (1/n) sum_i loss(y_i, Z_i) for Z = D W of shape (n, C).
+
+Each datafit knows its label set, its value, per-sample gradient and curvature (for proximal
+Newton steps), and its Fenchel conjugate, from which a feasible dual point gives the lower bound
+of the duality gap. Everything is float64 numpy; nothing here knows about spikes.
+
+Dual of min_W F(DW) + reg * Omega(W):  max_U -F*(U)  s.t.  Omega_dual(D^T U) <= reg.
+A gradient U = grad F(Z) becomes feasible by scaling it into the constraint; scaling by a factor
+in [0, 1] stays inside the domain of F* for every loss here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, logsumexp, xlogy
+
+from .._validation import check_finite
+
+
+class Datafit:
+    """Base class. Subclasses set ``name`` and implement the per-sample pieces."""
+
+    name = ""
+    smooth = True
+
+    def encode(self, y) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validate labels and return (Y as float64 (n, C), classes or None)."""
+        raise NotImplementedError
+
+    def values(self, Z: np.ndarray, Y: np.ndarray) -> float:
+        """sum_i loss(y_i, Z_i) (not divided by n)."""
+        raise NotImplementedError
+
+    def grad_hess(self, Z, Y):
+        """Per-sample gradient and diagonal curvature of the loss at Z, both (n, C)."""
+        raise NotImplementedError
+
+    def conjugate(self, U: np.ndarray, Y: np.ndarray) -> float:
+        """F*(U) for F(Z) = (1/n) sum_i loss(y_i, Z_i); U must lie in its domain."""
+        raise NotImplementedError
+
+    def value(self, Z, Y) -> float:
+        return self.values(Z, Y) / Z.shape[0]
+
+    def in_domain(self, U, Y) -> bool:
+        """Whether F*(U) is finite (U may be an extrapolated, not a scaled, gradient)."""
+        return True
+
+    def dual_direction(self, Z, Y) -> np.ndarray:
+        """grad F(Z) = per-sample gradient / n: the dual candidate before scaling."""
+        return self.grad_hess(Z, Y)[0] / Z.shape[0]
+
+
+def _labels_1d(y, name="y") -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n,) for this loss, got shape {y.shape}")
+    check_finite(name, y)
+    return y
+
+
+def _binary_pm1(y) -> np.ndarray:
+    y = _labels_1d(y).astype(np.float64)
+    bad = ~np.isin(y, (-1.0, 1.0))
+    if bad.any():
+        raise ValueError(f"y must hold labels in {{-1, +1}} for this loss, found {np.unique(y[bad])[:5]}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("y holds a single class; binary losses need both -1 and +1")
+    return y[:, None]
+
+
+def _class_indices(y) -> tuple[np.ndarray, np.ndarray]:
+    y = _labels_1d(y)
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise ValueError("y must hold integer class labels for this loss")
+    classes, idx = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"y holds a single class ({classes[0]!r}); at least two are needed")
+    return classes, idx
+
+
+class Squared(Datafit):
+    """(1/(2n)) ||Z - Y||^2 (the scikit-learn Lasso scaling); y real, (n,) or (n, C)."""
+
+    name = "squared"
+
+    def encode(self, y):
+        Y = np.asarray(y, dtype=np.float64)
+        check_finite("y", Y)
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        if Y.ndim != 2:
+            raise ValueError(f"y must be (n,) or (n, C) for the squared loss, got shape {Y.shape}")
+        return Y, None
+
+    def values(self, Z, Y):
+        return 0.5 * float(np.sum((Z - Y) ** 2))
+
+    def grad_hess(self, Z, Y):
+        return Z - Y, np.ones_like(Z)
+
+    def conjugate(self, U, Y):
+        n = U.shape[0]
+        return 0.5 * n * float(np.sum(U * U)) + float(np.sum(U * Y))
+
+
+class Hinge(Datafit):
+    """(1/n) sum_i max(0, 1 - y_i z_i), y in {-1, +1}; one column per binary problem."""
+
+    name = "hinge"
+    smooth = False
+
+    def encode(self, y):
+        return _binary_pm1(y), None
+
+    def values(self, Z, Y):
+        return float(np.sum(np.maximum(0.0, 1.0 - Y * Z)))
+
+    def dual_direction(self, Z, Y, alpha: np.ndarray | None = None):
+        """-y alpha / n with alpha the hinge subgradient (1 below the margin, 0 above)."""
+        if alpha is None:
+            alpha = (Y * Z < 1.0).astype(np.float64)
+        return -Y * alpha / Z.shape[0]
+
+    def conjugate(self, U, Y):
+        return float(np.sum(U * Y))  # alpha = -n U y in [0, 1]; F* = -sum(alpha) / n
+
+    def in_domain(self, U, Y):
+        a = -U.shape[0] * U * Y
+        return bool(np.all((a >= 0) & (a <= 1)))
+
+
+class HingeOVR(Hinge):
+    """One-vs-rest hinge: C binary hinge problems on integer class labels (sum of the C losses)."""
+
+    name = "hinge_ovr"
+
+    def encode(self, y):
+        classes, idx = _class_indices(y)
+        Y = -np.ones((len(idx), len(classes)))
+        Y[np.arange(len(idx)), idx] = 1.0
+        return Y, classes
+
+
+class Logistic(Datafit):
+    """(1/n) sum_i log(1 + exp(-y_i z_i)), y in {-1, +1}."""
+
+    name = "logistic"
+
+    def encode(self, y):
+        return _binary_pm1(y), None
+
+    def values(self, Z, Y):
+        return float(np.sum(np.logaddexp(0.0, -Y * Z)))
+
+    def grad_hess(self, Z, Y):
+        s = expit(-Y * Z)
+        return -Y * s, s * (1.0 - s)
+
+    in_domain = Hinge.in_domain
+
+    def conjugate(self, U, Y):
+        a = np.clip(-U.shape[0] * U * Y, 0.0, 1.0)
+        return float(np.sum(xlogy(a, a) + xlogy(1 - a, 1 - a))) / U.shape[0]
+
+
+class Softmax(Datafit):
+    """Multinomial cross-entropy (1/n) sum_i [logsumexp(Z_i) - Z_i,y_i] on integer labels."""
+
+    name = "softmax"
+
+    def encode(self, y):
+        classes, idx = _class_indices(y)
+        Y = np.zeros((len(idx), len(classes)))
+        Y[np.arange(len(idx)), idx] = 1.0
+        return Y, classes
+
+    def values(self, Z, Y):
+        return float(np.sum(logsumexp(Z, axis=1)) - np.sum(Z * Y))
+
+    @staticmethod
+    def softmax_probs(Z):
+        return np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
+
+    def grad_hess(self, Z, Y):
+        P = self.softmax_probs(Z)
+        return P - Y, P * (1.0 - P)
+
+    def in_domain(self, U, Y):
+        P = U.shape[0] * U + Y
+        return bool(np.all(P >= 0) and np.allclose(P.sum(axis=1), 1.0, atol=1e-9))
+
+    def conjugate(self, U, Y):
+        P = np.clip(U.shape[0] * U + Y, 0.0, 1.0)
+        return float(np.sum(xlogy(P, P))) / U.shape[0]
+
+
+DATAFITS = {d.name: d for d in (Squared(), Hinge(), HingeOVR(), Logistic(), Softmax())}

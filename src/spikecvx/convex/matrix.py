@@ -1,0 +1,71 @@
+"""A read-only view of the design matrix D that the solvers need: products and column blocks.
+
+Accepts dense arrays of any real or boolean dtype (uint8 dictionaries stay uint8) and scipy
+sparse matrices; products are done in float64 over column chunks so a large uint8 dictionary is
+never converted to float64 as a whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validation import check_finite
+
+CHUNK_BYTES = 64 * 2**20
+
+
+class DesignMatrix:
+    def __init__(self, D, name: str = "D") -> None:
+        if hasattr(D, "matrix") and not sp.issparse(D):  # a SpikeDictionary or similar wrapper
+            D = D.matrix
+        if sp.issparse(D):
+            D = sp.csc_matrix(D)
+            if not np.issubdtype(D.dtype, np.number) and D.dtype != bool:
+                raise TypeError(f"{name} must hold real numbers, got dtype {D.dtype}")
+            check_finite(name, D.data)
+            self.sparse = True
+        else:
+            D = np.asarray(D)
+            if D.dtype == bool:
+                D = D.view(np.uint8)
+            if D.dtype.kind not in "uif":
+                raise TypeError(f"{name} must hold real numbers, got dtype {D.dtype}")
+            check_finite(name, D)
+            self.sparse = False
+        if D.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {D.shape}")
+        if D.shape[0] == 0 or D.shape[1] == 0:
+            raise ValueError(f"{name} is empty (shape {D.shape})")
+        self.D = D
+        self.n, self.p = D.shape
+        itemsize = 8 * max(1, self.n)
+        self.chunk = max(1, CHUNK_BYTES // itemsize)
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """Columns idx as a Fortran-ordered float64 array (n, len(idx))."""
+        block = self.D[:, idx]
+        block = block.toarray() if self.sparse else block
+        return np.asfortranarray(block, dtype=np.float64)
+
+    def rmatmul(self, G: np.ndarray) -> np.ndarray:
+        """D^T G for G (n, C), as float64 (p, C)."""
+        if self.sparse:
+            return np.asarray(self.D.T @ G, dtype=np.float64)
+        if self.D.dtype == np.float64:
+            return self.D.T @ G
+        out = np.empty((self.p, G.shape[1]))
+        for a in range(0, self.p, self.chunk):
+            out[a : a + self.chunk] = self.D[:, a : a + self.chunk].T.astype(np.float64) @ G
+        return out
+
+    def matmul(self, W: np.ndarray) -> np.ndarray:
+        """D W for W (p, C), using only the rows of W that are not all zero."""
+        support = np.flatnonzero(np.any(W != 0, axis=1))
+        if len(support) == 0:
+            return np.zeros((self.n, W.shape[1]))
+        out = np.zeros((self.n, W.shape[1]))
+        for a in range(0, len(support), self.chunk):
+            idx = support[a : a + self.chunk]
+            out += self.columns(idx) @ W[idx]
+        return out
