@@ -144,7 +144,7 @@ def solve(
         primal = fit.value(Z, Y) + reg * pen.value(W)
         U = fit.dual_direction(Z, Y, alpha) if isinstance(fit, Hinge) else fit.dual_direction(Z, Y)
         DtU = M.rmatmul(U)
-        tracker.update(U, lambda V: DtU if V is U else M.rmatmul(V))
+        tracker.update(U, M.rmatmul, DtU)
         norms = pen.row_dual_norms(DtU)
         gap = primal - tracker.best
         if verbose:
@@ -231,9 +231,9 @@ class DualTracker:
             self.best, self.point = value, U
         return value
 
-    def update(self, U: np.ndarray, rmatmul) -> float:
-        """Offer the gradient U; returns the best dual value so far."""
-        self._feasible_value(U, rmatmul(U))
+    def update(self, U: np.ndarray, rmatmul, DtU: np.ndarray | None = None) -> float:
+        """Offer the gradient U (and D^T U if known); returns the best dual value so far."""
+        self._feasible_value(U, rmatmul(U) if DtU is None else DtU)
         self.history = (self.history + [U])[-self.depth :]
         if len(self.history) == self.depth:
             U_acc = _anderson(self.history)
