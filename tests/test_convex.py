@@ -196,3 +196,20 @@ def test_bad_input():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="warm_start"):
             solve(D, y, reg=0.1, warm_start=np.zeros(3))
+
+
+def test_path_warm_starts_and_selection():
+    from spikecvx.convex import path, predict, reg_grid, select
+    D, y = _problem("hinge", n=120, p=25, seed=7)
+    regs = reg_grid(D, y, "hinge", n_regs=6, min_ratio=1e-2)
+    assert regs[0] == pytest.approx(reg_max(D, y, "hinge")) and np.all(np.diff(regs) < 0)
+    results = path(D, y, "hinge", regs=regs)
+    assert all(r.converged for r in results)
+    assert np.all(results[0].coef == 0)
+    nnz = [r.n_nonzero_rows for r in results]
+    assert nnz[-1] > nnz[0]
+    for r, reg in zip(results, regs):  # each point is the optimum at its own reg
+        assert r.primal == pytest.approx(solve(D, y, "hinge", reg=reg).primal, rel=1e-6)
+    best, scores = select(results, D, y)
+    assert scores[results.index(best)] == max(scores)
+    assert np.mean(predict(best, D) == y) == max(scores)

@@ -5,6 +5,10 @@ It knows nothing about spikes: any real (n, P) matrix works.
 
 from .datafits import DATAFITS
 from .penalties import PENALTIES
+from .path import decision_function, path, predict, reg_grid, select, validation_score
 from .solver import LOSSES, SolveResult, reg_max, solve
 
-__all__ = ["DATAFITS", "PENALTIES", "LOSSES", "SolveResult", "reg_max", "solve"]
+__all__ = [
+    "DATAFITS", "PENALTIES", "LOSSES", "SolveResult", "reg_max", "solve", "path", "reg_grid",
+    "predict", "decision_function", "select", "validation_score",
+]
