@@ -211,5 +211,5 @@ def test_path_warm_starts_and_selection():
     for r, reg in zip(results, regs):  # each point is the optimum at its own reg
         assert r.primal == pytest.approx(solve(D, y, "hinge", reg=reg).primal, rel=1e-6)
     best, scores = select(results, D, y)
-    assert scores[results.index(best)] == max(scores)
+    assert scores[next(i for i, r in enumerate(results) if r is best)] == max(scores)
     assert np.mean(predict(best, D) == y) == max(scores)

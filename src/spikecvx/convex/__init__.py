@@ -4,8 +4,8 @@ It knows nothing about spikes: any real (n, P) matrix works.
 """
 
 from .datafits import DATAFITS
-from .penalties import PENALTIES
 from .path import decision_function, path, predict, reg_grid, select, validation_score
+from .penalties import PENALTIES
 from .solver import LOSSES, SolveResult, reg_max, solve
 
 __all__ = [
