@@ -1,0 +1,69 @@
+"""Parameter reconstruction: a convex solution becomes a deployable, pruned ``ParallelSNN``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..dictionary import SpikeDictionary
+from ..snn import ParallelSNN
+
+
+def reconstruct(net: ParallelSNN, result, dictionary: SpikeDictionary | None = None,
+                prune: bool = True) -> ParallelSNN:
+    """Network with ``net``'s hidden weights (the witnesses) and the convex solution as readout.
+
+    Args:
+        net: the witness network the dictionary was built from.
+        result: a ``SolveResult`` (or any object with ``coef`` of shape (P,) or (P, C)).
+        dictionary: needed when the dictionary was de-duplicated, to map columns to neurons.
+        prune: drop last-layer neurons whose readout row is zero. Branches must keep equal
+            widths, so each branch keeps as many neurons as the branch that needs the most; the
+            fillers have zero readout weights. Outputs are unchanged.
+    """
+    coef = np.asarray(result.coef, dtype=np.float64)
+    if dictionary is not None:
+        coef = dictionary.neuron_weights(coef)
+    coef = coef.reshape(coef.shape[0], -1)
+    if coef.shape[0] != net.last_width:
+        raise ValueError(f"the solution has {coef.shape[0]} rows but the network has "
+                         f"{net.last_width} last-layer neurons (pass the de-duplicated dictionary?)")
+    K, per = net.branches, net.last_width // net.branches
+    keep_idx = np.arange(per)[None].repeat(K, 0)
+    if prune:
+        used = np.any(coef != 0, axis=1).reshape(K, per)
+        width = max(1, int(used.sum(axis=1).max()))
+        # used neurons first (stable), then fillers, per branch
+        keep_idx = np.stack([np.argsort(~used[k], kind="stable")[:width] for k in range(K)])
+    width = keep_idx.shape[1]
+    cfg = net.config() | dict(n_out=coef.shape[1], last_width=width * K)
+    out = ParallelSNN(**cfg, dtype=net.dtype, device=net.device)
+    flat = (keep_idx + per * np.arange(K)[:, None]).ravel()
+    with torch.no_grad():
+        for i, (src, dst) in enumerate(zip(net.hidden, out.hidden)):
+            if i < len(net.hidden) - 1:
+                dst.copy_(src)
+            elif src.dim() == 2:  # L = 2: (d_in, K * per)
+                dst.copy_(src[:, torch.as_tensor(flat)])
+            else:  # (K, w_in, per)
+                dst.copy_(torch.stack([src[k][:, torch.as_tensor(keep_idx[k])] for k in range(K)]))
+        out.readout_weight.copy_(torch.as_tensor(coef[flat], dtype=out.dtype))
+    return out
+
+
+def path_norm_objective(net: ParallelSNN, D: np.ndarray, y, loss: str, reg: float) -> float:
+    """Non-convex objective of the reconstructed network with the path-norm regulariser.
+
+    Each readout coefficient z is split into an amplitude sqrt|z| on the neuron and an output
+    weight sign(z) sqrt|z|; the network output is unchanged (threshold units are scale
+    invariant) and the path norm sum |amplitude| * |output weight| equals ||z||_1.
+    """
+    from ..convex import DATAFITS
+
+    W = net.readout_weight.detach().double().numpy()
+    amplitude = np.sqrt(np.abs(W))
+    out_w = np.sign(W) * np.sqrt(np.abs(W))
+    fit = DATAFITS[loss]
+    Y, _ = fit.encode(y)
+    Z = D.astype(np.float64) @ (amplitude * out_w)
+    return fit.value(Z, Y) + reg * float(np.sum(np.abs(amplitude) * np.abs(out_w)))
