@@ -103,9 +103,10 @@ def main() -> None:
                                  capture_output=True, text=True).stdout
             res[impl] = json.loads(out.strip().splitlines()[-1])
         a, b = res["spikecvx"], res["snntorch"]
-        same = "same spikes" if a["check"] == b["check"] else f"SPIKE COUNT DIFFERS {a['check']} vs {b['check']}"
-        print(f"{case:20s} {a['seconds']:10.2f} {b['seconds']:10.2f} {b['seconds'] / a['seconds']:7.1f}x "
-              f"{a['dict_mb']:8.1f} {a['peak_extra_mb']:13.1f} {a['peak_extra_mb'] / a['dict_mb']:9.2f}  {same}")
+        same = "same spikes" if a["check"] == b["check"] else f"SPIKE COUNTS DIFFER {a['check']} {b['check']}"
+        speed, mem = b["seconds"] / a["seconds"], a["peak_extra_mb"] / a["dict_mb"]
+        print(f"{case:20s} {a['seconds']:10.2f} {b['seconds']:10.2f} {speed:7.1f}x "
+              f"{a['dict_mb']:8.1f} {a['peak_extra_mb']:13.1f} {mem:9.2f}  {same}")
 
 
 if __name__ == "__main__":
