@@ -414,7 +414,7 @@ def _hinge_lp(X, Y, reg):
     for c in range(C):
         yX = sp.csr_matrix(Y[:, c : c + 1] * X)
         A = sp.hstack([-yX, yX, -sp.identity(n, format="csr")], format="csr")
-        res = linprog(cost, A_ub=A, b_ub=-np.ones(n), bounds=(0, None), method="highs-ipm",
+        res = linprog(cost, A_ub=A, b_ub=-np.ones(n), bounds=(0, None), method="highs",
                       options=dict(primal_feasibility_tolerance=1e-10,
                                    dual_feasibility_tolerance=1e-10))
         if res.status != 0:
