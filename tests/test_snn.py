@@ -12,7 +12,6 @@ snntorch = pytest.importorskip("snntorch")
 def _snntorch_scan(cur, beta, threshold, reset):
     """Reference: snnTorch Leaky stepped over time (batch-major input)."""
     lif = snntorch.Leaky(beta=beta, threshold=threshold, reset_mechanism=reset)
-    mem = lif.reset_mem() if hasattr(lif, "reset_mem") else None
     mem = torch.zeros_like(cur[:, 0])
     spikes, mems = [], []
     for t in range(cur.shape[1]):
