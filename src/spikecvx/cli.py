@@ -1,121 +1,97 @@
-"""The ``spikecvx`` command line."""
+"""The ``spikecvx`` command line: reproduce the paper's benchmarks, run a config, print a report."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
+EPILOG = """examples:
+  spikecvx reproduce                       # quick preset: every task once, minutes on a laptop
+  spikecvx reproduce --preset paper --seeds 0 1 2 --out runs/paper
+  spikecvx reproduce --tasks xor mnist     # only some tasks
+  spikecvx run my_grid.toml --out runs/mine
+  spikecvx report runs/reproduce           # table (and plots) of a results folder
 
-PRESETS = {
-    # smoke: seconds; checks an installation end to end
-    "smoke": dict(T=[4], layers=3, width=20, last_width=60, n_train=200, n_val=100, n_test=200,
-                  n_regs=3),
-    # quick: minutes on 2 CPU cores
-    "quick": dict(T=[6, 8], layers=3, width=500, last_width=2000, n_train=2000, n_val=2000,
-                  n_test=4000, n_regs=6),
-    # paper: the FIRST-LAST-XOR protocol of spec/TASKS.md
-    "paper": dict(T=[6, 8, 11, 14], layers=5, width=500, last_width=1000, n_train=2000, n_val=2000,
-                  n_test=4000, n_regs=10),
-}
-PAPER_XOR = {6: "100.0 (ref-runs CVX, L=5)", 8: "100.0 (ref-runs CVX, L=5)",
-             11: "61.4 (ref-runs CVX, L=5)", 14: "51.3 (ref-runs CVX, L=5)"}
+Results go to OUT/results.jsonl, one line per finished cell; rerunning the same command
+resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end."""
 
 
-def _write_line_atomic(path: Path, record: dict) -> None:
-    """Append one JSON line by rewriting the file atomically (finished cells are never lost)."""
-    old = path.read_text() if path.exists() else ""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(old + json.dumps(record) + "\n")
-    os.replace(tmp, path)
+def _run(cells, args) -> int:
+    from .experiments import run_cell, run_cells, write_report
 
-
-def reproduce(args) -> int:
-    from .tasks.xor import CHANCE, first_last_xor
-    from .train import fit_cvx
-
-    preset = PRESETS[args.preset]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results_file = out / "results.jsonl"
-    done = set()
-    if results_file.exists():
-        for line in results_file.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["task"], r["T"], r["seed"]))
-    for seed in args.seeds:
-        for T in preset["T"]:
-            key = ("first_last_xor", T, seed)
-            if key in done:
-                print(f"skip finished cell {key}")
-                continue
-            t0 = time.perf_counter()
-            Xtr, ytr = first_last_xor(preset["n_train"], T, seed=1000 * seed + 1)
-            Xva, yva = first_last_xor(preset["n_val"], T, seed=1000 * seed + 2)
-            Xte, yte = first_last_xor(preset["n_test"], T, seed=1000 * seed + 3)
-            net_kw = dict(layers=preset["layers"], branches=2, width=preset["width"],
-                          last_width=preset["last_width"], readout="membrane", readout_at="last")
-            model, rep = fit_cvx(Xtr, ytr, Xva, yva, net_kw, loss="hinge", seed=seed,
-                                 n_regs=preset["n_regs"], progress=not args.quiet)
-            with torch.no_grad():
-                pred = np.where(model(torch.as_tensor(Xte)).numpy()[:, 0] >= 0, 1.0, -1.0)
-            acc = float(np.mean(pred == yte))
-            record = dict(task="first_last_xor", T=T, seed=seed, method="cvx", test_acc=acc,
-                          chance=CHANCE, seconds=time.perf_counter() - t0, **{
-                              k: rep[k] for k in ("reg", "val_score", "certificate", "dictionary",
-                                                  "neurons_kept")})
-            _write_line_atomic(results_file, record)
-            print(f"XOR T={T} seed={seed}: test {100 * acc:.1f} %  gap {rep['certificate']['gap']:.1e} "
-                  f"({record['seconds']:.0f} s)")
-    return report(argparse.Namespace(out=str(out)))
-
-
-def report(args) -> int:
-    results_file = Path(args.out) / "results.jsonl"
-    if not results_file.exists():
-        print(f"no results in {args.out}", file=sys.stderr)
-        return 1
-    rows = [json.loads(line) for line in results_file.read_text().splitlines()]
-    by_T: dict[int, list] = {}
-    for r in rows:
-        by_T.setdefault(r["T"], []).append(r)
-    lines = ["| task | T | CVX test acc % (mean ± std) | seeds | max rel. gap | paper / ref | chance |",
-             "|---|---|---|---|---|---|---|"]
-    for T in sorted(by_T):
-        accs = np.array([100 * r["test_acc"] for r in by_T[T]])
-        gap = max(r["certificate"]["rel_gap"] for r in by_T[T])
-        lines.append(f"| FIRST-LAST-XOR | {T} | {accs.mean():.1f} ± {accs.std():.1f} | {len(accs)} | "
-                     f"{gap:.1e} | {PAPER_XOR.get(T, '-')} | 50.0 |")
-    table = "\n".join(lines)
-    (Path(args.out) / "report.md").write_text(table + "\n")
-    print(table)
+    records = run_cells(cells, lambda c: run_cell(c, args.device), args.out, progress=not args.quiet)
+    print()
+    print(write_report(records, args.out, with_plots=not args.no_plots))
+    print(f"\nresults: {Path(args.out) / 'results.jsonl'}   report: {Path(args.out) / 'report.md'}")
     return 0
 
 
+def reproduce(args) -> int:
+    from .experiments import PRESETS, expand
+
+    return _run(expand(PRESETS[args.preset], tasks=args.tasks, seeds=args.seeds), args)
+
+
+def run(args) -> int:
+    from .experiments import expand, load_config
+
+    return _run(expand(load_config(args.config), tasks=args.tasks, seeds=args.seeds), args)
+
+
+def report(args) -> int:
+    from .experiments import load_results, write_report
+
+    records = load_results(args.out)
+    if not records:
+        print(f"no results in {args.out} (expected {Path(args.out) / 'results.jsonl'})", file=sys.stderr)
+        return 1
+    print(write_report(records, args.out, with_plots=not args.no_plots))
+    return 0
+
+
+def _common(p, default_out: str) -> None:
+    p.add_argument("--tasks", nargs="+", choices=["xor", "addition", "mnist", "dfa"],
+                   help="run only these tasks (default: all in the preset / config)")
+    p.add_argument("--seeds", type=int, nargs="+", help="random seeds (default: the preset's)")
+    p.add_argument("--out", default=default_out, help=f"results folder; a rerun resumes there "
+                   f"(default: {default_out})")
+    p.add_argument("--device", default=None, help="torch device for the networks, e.g. cuda "
+                   "(default: cpu); the convex solves run on the CPU")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="spikecvx", description="Globally optimal SNN training by "
-                                 "parameter reconstruction, with certified convex solvers.")
+    from .experiments import PRESETS
+
+    ap = argparse.ArgumentParser(
+        prog="spikecvx", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train spiking neural networks to a certified global optimum (parameter "
+                    "reconstruction, arXiv:2605.08022) and reproduce the paper's benchmarks.")
     sub = ap.add_subparsers(dest="command", required=True)
-    rp = sub.add_parser("reproduce", help="run the paper's benchmarks and print the table beside "
-                        "the published numbers (currently FIRST-LAST-XOR)")
+    rp = sub.add_parser("reproduce", help="run the paper's benchmarks and print our numbers beside "
+                        "the published ones", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog=EPILOG)
     rp.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                    help="smoke: seconds; quick: a few minutes on 2 CPU cores; paper: the full protocol")
-    rp.add_argument("--seeds", type=int, nargs="+", default=[0], help="random seeds (default: 0)")
-    rp.add_argument("--out", default="runs/reproduce", help="results folder; a rerun resumes there")
-    rp.add_argument("--quiet", action="store_true", help="no progress bars")
+                    help="smoke: seconds; quick (default): every task once, about 10 minutes on 2 "
+                         "CPU cores; paper: the full protocol of spec/TASKS.md (hours)")
+    _common(rp, "runs/reproduce")
     rp.set_defaults(func=reproduce)
-    rr = sub.add_parser("report", help="print the markdown table of a results folder")
-    rr.add_argument("out", help="results folder written by `spikecvx reproduce`")
+    rn = sub.add_parser("run", help="run the grid of a TOML config (see spikecvx.experiments.presets)")
+    rn.add_argument("config", help="TOML file: one table per task, lists are crossed into a grid")
+    _common(rn, "runs/config")
+    rn.set_defaults(func=run)
+    rr = sub.add_parser("report", help="print (and rewrite) the report of a results folder")
+    rr.add_argument("out", help="results folder written by `spikecvx reproduce` or `spikecvx run`")
+    rr.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
     rr.set_defaults(func=report)
     args = ap.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"spikecvx: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

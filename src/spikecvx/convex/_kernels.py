@@ -25,7 +25,7 @@ def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
     probabilities p_i and H_i = diag(p_i) - p_i p_i^T (the exact multinomial Hessian).
     Elementwise L1 minimises entry by entry exactly; group L1 takes a block step with a curvature
     that majorises the block (so every step decreases the model). ``max_epochs`` bounds the full
-    sweeps (between them, up to 19 cheap sweeps over the nonzero entries). Returns the full sweeps run.
+    sweeps (between them, up to 4 cheap sweeps over the nonzero entries). Returns the full sweeps run.
     """
     n, p = X.shape
     C = G.shape[1]
@@ -45,7 +45,7 @@ def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
     full = True
     n_full = 0
     n_active = 0
-    for _ in range(max_epochs * 20):
+    for _ in range(max_epochs * 5):
         max_change = 0.0
         max_scale = 0.0
         for j in range(p):
@@ -120,5 +120,5 @@ def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
             n_active = 0
         else:
             n_active += 1
-            full = settled or n_active >= 19
+            full = settled or n_active >= 4
     return n_full

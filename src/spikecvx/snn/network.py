@@ -166,3 +166,15 @@ class ParallelSNN(nn.Module):
     def forward(self, x: torch.Tensor, time_dim: int = 1) -> torch.Tensor:
         """Outputs features @ readout_weight: (N, n_out) or (N, T, n_out) for readout_at="every"."""
         return self.features(x, time_dim) @ self.readout_weight
+
+    def step(self, x_t: torch.Tensor, state: list | None = None):
+        """Advance one time step for autoregressive use: x_t (N, d_in) -> (outputs (N, n_out), state).
+
+        ``state`` is what the previous call returned (None: at rest). Running T steps one at a
+        time gives the same outputs as ``forward`` with readout_at="every" on the whole sequence.
+        """
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
+            raise ValueError(f"x_t must be a 2-D tensor (N, d_in), got {getattr(x_t, 'shape', type(x_t))}")
+        outs, state = self.run_layers(self._check_input(x_t[:, None, :], 1), state)
+        s, u = outs[-1]
+        return self.readout_features(s, u)[:, -1] @ self.readout_weight, state

@@ -1,0 +1,103 @@
+"""Named presets and TOML configs, both expanded into a list of cells for the runner.
+
+A config is a table per task with lists that are crossed into a grid::
+
+    seeds = [0, 1, 2]
+    [xor]
+    methods = ["cvx", "sg"]
+    T = [6, 8]
+    net = { layers = 3, branches = 2, width = 500, last_width = 2000 }
+    n_regs = 6
+
+Every key other than ``methods`` and the grid keys (``T``, ``base``, ``symbols``) is passed to
+the cell unchanged (see ``cells.py`` for what each task reads).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .cells import METHODS, RUNNERS
+
+GRID_KEYS = {"xor": "T", "addition": "base", "mnist": "T", "dfa": "symbols"}
+
+_XOR_NET = dict(layers=3, branches=2, width=500, last_width=2000)
+_ADD_NET = dict(layers=3, branches=2, width=256, last_width=512, beta=0.5)
+_MNIST_NET = dict(layers=3, branches=2, width=512, last_width=1024)
+
+PRESETS: dict[str, dict] = {
+    # seconds: checks an installation end to end
+    "smoke": {
+        "seeds": [0],
+        "xor": dict(methods=["cvx", "sg"], T=[4], net=dict(layers=3, branches=2, width=20, last_width=60),
+                    n_train=200, n_val=100, n_test=200, n_regs=3, epochs=20, lrs=[3e-3]),
+        "addition": dict(methods=["cvx"], base=[2], net=dict(_ADD_NET, width=20, last_width=40),
+                         n_train=64, n_val=32, n_test=32, test_lengths=[5, 10], n_regs=3,
+                         min_ratio=0.05),
+    },
+    # minutes on 2 CPU cores: every task once, the fast methods
+    "quick": {
+        "seeds": [0],
+        "xor": dict(methods=["cvx", "sg"], T=[6, 8], net=_XOR_NET, n_regs=6, epochs=60, lrs=[3e-3]),
+        "addition": dict(methods=["cvx"], base=[3], net=_ADD_NET, n_regs=4, min_ratio=0.05),
+        "mnist": dict(methods=["cvx"], T=[4], net=_MNIST_NET, n_regs=3, min_ratio=0.1),
+    },
+    # the protocols of spec/TASKS.md (hours)
+    "paper": {
+        "seeds": [0, 1, 2],
+        "xor": dict(methods=["cvx", "sg", "sg-cvx"], T=[6, 8, 11, 14],
+                    net=dict(layers=5, branches=2, width=500, last_width=1000), n_regs=10),
+        "addition": dict(methods=["cvx", "sg", "sg-cvx", "cvx-sg"], base=[2, 3, 5], net=_ADD_NET,
+                         n_regs=8, min_ratio=0.01, grid=dict(beta=[0.5, 0.9, 0.99])),
+        "mnist": dict(methods=["cvx", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=8, min_ratio=0.01),
+        "dfa": dict(methods=["cvx", "sg"], symbols=[2, 3, 5], net=_XOR_NET, n_regs=8),
+    },
+}
+
+
+def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
+    """Cells of a config (a preset or a parsed TOML file), optionally restricted."""
+    seeds = list(seeds if seeds is not None else config.get("seeds", [0]))
+    cells = []
+    for task, table in config.items():
+        if task == "seeds":
+            continue
+        if task not in RUNNERS:
+            raise ValueError(f"unknown task {task!r} in config; expected one of {sorted(RUNNERS)}")
+        if tasks is not None and task not in tasks:
+            continue
+        table = dict(table)
+        methods = table.pop("methods", ["cvx"])
+        for m in methods:
+            if m not in METHODS:
+                raise ValueError(f"{task}: unknown method {m!r}; expected one of {METHODS}")
+        key = GRID_KEYS[task]
+        if key not in table:
+            raise ValueError(f"{task}: the config needs {key!r} (a list)")
+        values = table.pop(key)
+        values = values if isinstance(values, list) else [values]
+        if "net" not in table:
+            raise ValueError(f"{task}: the config needs a 'net' table (layers, branches, widths)")
+        for seed, m, v in itertools.product(seeds, methods, values):
+            cells.append(dict(table, task=task, method=m, seed=seed, **{key: v}))
+    if not cells:
+        raise ValueError("the config selects no cells (check --tasks and the task tables)")
+    return cells
+
+
+def load_config(path: str | Path) -> dict:
+    """Parse a TOML config file (errors name the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with path.open("rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path}: invalid TOML: {err}") from None

@@ -1,0 +1,94 @@
+"""Output heads: which readout columns predict which target, with which loss.
+
+A network's readout (n_out columns) can serve several heads on one trunk, e.g. the addition
+task's sum digit (``base`` columns) and carry (2 or 3 columns). Every method (SG, CVX, SG-CVX)
+and the estimator describe their outputs with the same ``Head`` list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._validation import check_positive
+
+HEAD_LOSSES = ("softmax", "hinge", "logistic", "hinge_ovr", "squared")
+
+
+@dataclass(frozen=True)
+class Head:
+    """``size`` readout columns trained with ``loss`` on integer class labels (or +-1 labels for
+    the one-column binary losses "hinge" and "logistic"), weighted by ``weight`` in SG training."""
+
+    name: str
+    size: int
+    loss: str = "softmax"
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if self.loss not in HEAD_LOSSES:
+            raise ValueError(f"head {self.name!r}: loss must be one of {HEAD_LOSSES}, got {self.loss!r}")
+        if self.loss in ("hinge", "logistic") and self.size != 1:
+            raise ValueError(f"head {self.name!r}: the binary loss {self.loss!r} needs size=1, got {self.size}")
+        check_positive(f"head {self.name!r} weight", self.weight)
+
+    @property
+    def binary(self) -> bool:
+        return self.loss in ("hinge", "logistic")
+
+
+def head_slices(heads: list[Head]) -> list[slice]:
+    """Readout columns of each head, in order."""
+    out, a = [], 0
+    for h in heads:
+        out.append(slice(a, a + h.size))
+        a += h.size
+    return out
+
+
+def check_targets(heads: list[Head], targets, n: int, name: str = "targets") -> list[np.ndarray]:
+    """One label array per head with n leading entries; labels in the head's label set."""
+    if len(heads) == 1 and not isinstance(targets, (list, tuple)):
+        targets = [targets]
+    if len(targets) != len(heads):
+        raise ValueError(f"{name} must hold one label array per head ({len(heads)}), got {len(targets)}")
+    out = []
+    for h, y in zip(heads, targets):
+        y = np.asarray(y)
+        if y.shape[0] != n:
+            raise ValueError(f"{name} for head {h.name!r} has {y.shape[0]} rows, inputs have {n}")
+        if not np.isfinite(y.astype(np.float64)).all():
+            raise ValueError(f"{name} for head {h.name!r} contains NaN or inf")
+        if h.binary:
+            if not np.isin(y, (-1, 1)).all():
+                raise ValueError(f"{name} for head {h.name!r} ({h.loss}) must be -1 or +1")
+        elif h.loss != "squared" and (y.min() < 0 or y.max() >= h.size or (y != np.round(y)).any()):
+            raise ValueError(f"{name} for head {h.name!r} must be integers in [0, {h.size}), "
+                             f"got range [{y.min()}, {y.max()}]")
+        out.append(y)
+    return out
+
+
+def head_loss(head: Head, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Differentiable mean loss of one head: scores (M, size), labels (M,)."""
+    if head.loss == "softmax":
+        return F.cross_entropy(scores, y.long())
+    if head.loss == "logistic":
+        return F.softplus(-y.to(scores.dtype) * scores[:, 0]).mean()
+    if head.loss == "hinge":
+        return F.relu(1 - y.to(scores.dtype) * scores[:, 0]).mean()
+    if head.loss == "hinge_ovr":
+        sign = 2 * F.one_hot(y.long(), head.size).to(scores.dtype) - 1
+        return F.relu(1 - sign * scores).sum(dim=1).mean()
+    onehot = F.one_hot(y.long(), head.size).to(scores.dtype)
+    return 0.5 * ((scores - onehot) ** 2).sum(dim=1).mean()
+
+
+def head_predict(head: Head, scores: np.ndarray) -> np.ndarray:
+    """Labels from scores (M, size): sign for binary heads, argmax otherwise."""
+    if head.binary:
+        return np.where(scores[:, 0] >= 0, 1, -1)
+    return np.argmax(scores, axis=1)

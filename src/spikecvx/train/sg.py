@@ -1,0 +1,152 @@
+"""Surrogate-gradient (SG) training of a ``ParallelSNN``: the baseline and the fine-tuning stage.
+
+Adam with a learning-rate grid chosen on validation, ReduceLROnPlateau, early stopping, the best
+state (lowest validation loss) kept, optional path-norm regulariser, several heads on one trunk,
+losses at the last step or at every step. The forward pass is the same ``ParallelSNN`` code that
+builds spike dictionaries, so an SG network is a valid witness for SG-CVX as it stands.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .._validation import check_finite, check_int, check_positive
+from ..snn import ParallelSNN
+from .heads import Head, check_targets, head_loss, head_slices
+
+
+def default_heads(net: ParallelSNN, y) -> list[Head]:
+    """One head over every output: logistic for a single +-1 output, softmax otherwise."""
+    if net.n_out == 1:
+        return [Head("y", 1, "logistic")]
+    return [Head("y", net.n_out, "softmax")]
+
+
+def sg_init(net: ParallelSNN, gain: float = 2.0, seed: int = 0) -> ParallelSNN:
+    """Scaled Gaussian init for SG training: hidden N(0, (gain / sqrt(fan_in))^2), readout
+    N(0, 1 / fan_in). Witness N(0, 1) weights (the CVX default) saturate the surrogate."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for w in net.hidden:
+            fan_in = w.shape[-2]
+            w.copy_(torch.randn(w.shape, generator=gen, dtype=torch.float64) * gain / math.sqrt(fan_in))
+        fan_in = net.readout_weight.shape[0]
+        net.readout_weight.copy_(torch.randn(net.readout_weight.shape, generator=gen,
+                                             dtype=torch.float64) / math.sqrt(fan_in))
+    return net
+
+
+def path_norm(net: ParallelSNN) -> torch.Tensor:
+    """sum_j ||incoming weights of last-layer neuron j||_2 * ||readout row j||_1.
+
+    After the positive rescaling that threshold units allow, this is the L1 penalty of the
+    convex program on the readout (spec/METHOD.md, section 2)."""
+    w = net.hidden[-1]
+    incoming = w.norm(dim=0) if w.dim() == 2 else w.norm(dim=1).reshape(-1)
+    return (incoming * net.readout_weight.abs().sum(dim=1)).sum()
+
+
+def _objective(net, X, targets, heads, slices, weights_sum):
+    out = net(X)
+    out = out.reshape(-1, out.shape[-1])
+    total = 0.0
+    for h, sl, y in zip(heads, slices, targets):
+        total = total + h.weight * head_loss(h, out[:, sl], y)
+    return total / weights_sum
+
+
+def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head] | None = None,
+             lrs=(1e-3, 3e-3, 1e-2), epochs: int = 100, batch_size: int | None = None,
+             path_norm_reg: float = 0.0, patience: int = 20, seed: int = 0,
+             progress: bool = False) -> tuple[ParallelSNN, dict]:
+    """Train ``net`` (not modified) by surrogate gradients; returns (best network, report).
+
+    Args:
+        y_train, y_val: one label array per head, (N,) for last-step readouts or (N, T) for
+            per-step readouts (a single array when there is one head).
+        heads: output heads (default: one head over all outputs, see ``default_heads``).
+        lrs: Adam learning rates tried from the same start; the lowest validation loss wins.
+        epochs: maximum passes over the training data per learning rate.
+        batch_size: None for full batch.
+        path_norm_reg: weight of the path-norm regulariser (0: none).
+        patience: epochs without validation improvement before stopping; the learning rate
+            halves after patience // 2 (ReduceLROnPlateau).
+    """
+    X_train = torch.as_tensor(X_train, dtype=net.dtype, device=net.device)
+    X_val = torch.as_tensor(X_val, dtype=net.dtype, device=net.device)
+    check_finite("X_train", X_train)
+    check_finite("X_val", X_val)
+    heads = heads or default_heads(net, y_train)
+    if sum(h.size for h in heads) != net.n_out:
+        raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
+    epochs = check_int("epochs", epochs)
+    check_positive("path_norm_reg", path_norm_reg, allow_zero=True)
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate")
+    for lr in lrs:
+        check_positive("lrs", lr)
+    slices = head_slices(heads)
+    wsum = sum(h.weight for h in heads)
+
+    def flat(targets, X, name):
+        ys = check_targets(heads, targets, X.shape[0], name)
+        return [torch.as_tensor(np.asarray(y).reshape(-1), device=net.device) for y in ys]
+
+    ytr, yva = flat(y_train, X_train, "y_train"), flat(y_val, X_val, "y_val")
+    n = X_train.shape[0]
+    bs = n if batch_size is None else check_int("batch_size", batch_size)
+
+    t0 = time.perf_counter()
+    best_net, best_val, best_lr, runs = None, math.inf, None, []
+    for lr in lrs:
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = copy.deepcopy(net).train()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 2))
+        run_best, run_state, stale, history = math.inf, None, 0, []
+        bar = tqdm(range(epochs), desc=f"SG lr={lr:g}", disable=not progress, leave=False)
+        for _ in bar:
+            order = torch.randperm(n, generator=gen) if bs < n else torch.arange(n)
+            for a in range(0, n, bs):
+                idx = order[a:a + bs]
+                rows = _row_index(idx, model, X_train.shape[1])
+                loss = _objective(model, X_train[idx], [y[rows] for y in ytr], heads, slices, wsum)
+                if path_norm_reg:
+                    loss = loss + path_norm_reg * path_norm(model)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                val = float(_objective(model, X_val, yva, heads, slices, wsum))
+            history.append(val)
+            sched.step(val)
+            bar.set_postfix(val_loss=f"{val:.4f}")
+            if val < run_best - 1e-9:
+                run_best, run_state, stale = val, copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    break
+        runs.append(dict(lr=lr, val_loss=run_best, epochs=len(history)))
+        if run_best < best_val and run_state is not None:
+            model.load_state_dict(run_state)
+            best_net, best_val, best_lr = model, run_best, lr
+    if best_net is None:
+        raise RuntimeError("SG training produced no finite validation loss at any learning rate")
+    report = dict(method="sg", lr=best_lr, val_loss=best_val, runs=runs,
+                  time_total=time.perf_counter() - t0)
+    return best_net.eval(), report
+
+
+def _row_index(idx: torch.Tensor, net: ParallelSNN, T: int) -> torch.Tensor:
+    """Rows of the flattened targets that belong to samples ``idx`` (all steps for "every")."""
+    if net.readout_at == "last":
+        return idx
+    return (idx[:, None] * T + torch.arange(T)[None]).reshape(-1)
