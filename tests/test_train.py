@@ -1,11 +1,9 @@
-import json
 
 import numpy as np
 import pytest
 import torch
 
 from spikecvx import ParallelSNN, sample_witnesses, spike_dictionary
-from spikecvx.cli import main
 from spikecvx.convex import reg_max, solve
 from spikecvx.tasks import first_last_xor
 from spikecvx.train import path_norm_objective, reconstruct
@@ -50,17 +48,3 @@ def test_first_last_xor_labels_and_balance():
         first_last_xor(10, 1)
 
 
-def test_reproduce_smoke_and_resume(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--quiet", "--seeds", "0"]) == 0
-    lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 1
-    rec = json.loads(lines[0])
-    assert rec["certificate"]["converged"] and rec["certificate"]["rel_gap"] <= 1e-6
-    assert 0.0 <= rec["test_acc"] <= 1.0
-    # rerun with one more seed: the finished cell is skipped, the new one is added
-    assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--quiet", "--seeds", "0", "1"]) == 0
-    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["seed"] for r in recs) == [0, 1]
-    assert "skip finished cell" in capsys.readouterr().out
-    assert "FIRST-LAST-XOR" in (out / "report.md").read_text()

@@ -9,8 +9,9 @@ A config is a table per task with lists that are crossed into a grid::
     net = { layers = 3, branches = 2, width = 500, last_width = 2000 }
     n_regs = 6
 
-Every key other than ``methods`` and the grid keys (``T``, ``base``, ``symbols``) is passed to
-the cell unchanged (see ``cells.py`` for what each task reads).
+A sub-table named after a method (``[xor.sg]``) overrides keys for that method's cells only.
+Every other key (not ``methods``, a method sub-table or a grid key ``T`` / ``base`` /
+``symbols``) is passed to the cell unchanged (see ``cells.py`` for what each task reads).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ PRESETS: dict[str, dict] = {
     # minutes on 2 CPU cores: every task once, the fast methods
     "quick": {
         "seeds": [0],
-        "xor": dict(methods=["cvx", "sg"], T=[6, 8], net=_XOR_NET, n_regs=6, epochs=60, lrs=[3e-3]),
+        "xor": dict(methods=["cvx", "sg"], T=[6, 8], net=_XOR_NET, n_regs=6,
+                    sg=dict(net=dict(_XOR_NET, width=100, last_width=200), epochs=60, lrs=[3e-3])),
         "addition": dict(methods=["cvx"], base=[3], net=_ADD_NET, n_regs=4, min_ratio=0.05),
         "mnist": dict(methods=["cvx"], T=[4], net=_MNIST_NET, n_regs=3, min_ratio=0.1),
     },
@@ -84,8 +86,9 @@ def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None
         values = values if isinstance(values, list) else [values]
         if "net" not in table:
             raise ValueError(f"{task}: the config needs a 'net' table (layers, branches, widths)")
+        overrides = {m: table.pop(m) for m in METHODS if m in table}
         for seed, m, v in itertools.product(seeds, methods, values):
-            cells.append(dict(table, task=task, method=m, seed=seed, **{key: v}))
+            cells.append(dict(table, **overrides.get(m, {}), task=task, method=m, seed=seed, **{key: v}))
     if not cells:
         raise ValueError("the config selects no cells (check --tasks and the task tables)")
     return cells

@@ -50,7 +50,8 @@ def tables(records: list[dict]) -> str:
             lengths = sorted({n for rs in rows.values() for r in rs for n in r["result"]["metrics"]}, key=int)
             head = " | ".join(f"n={n}" for n in lengths)
             lines = ["### Addition: joint token accuracy %, autoregressive (n=5 in distribution)\n",
-                     f"| base | method | {head} | seq. acc n=5 | seeds | max rel. gap | published (ID / 2x / 5x / 10x) | chance (sum digit) |",
+                     f"| base | method | {head} | seq. acc n=5 | seeds | max rel. gap "
+                     "| published (ID / 2x / 5x / 10x) | chance (sum digit) |",
                      "|---" * (len(lengths) + 7) + "|"]
             for (base, m), rs in sorted(rows.items()):
                 accs = " | ".join(_pm([r["result"]["metrics"][n]["joint"] for r in rs]) for n in lengths)
@@ -58,7 +59,8 @@ def tables(records: list[dict]) -> str:
                 lines.append(f"| {base} | {m} | {accs} | {seq} | {len(rs)} | {_max_gap(rs)} | "
                              f"{PAPER.get((task, base), '-')} | {100 / base:.1f} |")
         else:
-            title = {"xor": "FIRST-LAST-XOR", "mnist": "Sequential MNIST", "dfa": "Random DFA (length 9)"}[task]
+            title = {"xor": "FIRST-LAST-XOR", "mnist": "Sequential MNIST",
+                     "dfa": "Random DFA (length 9)"}[task]
             lines = [f"### {title}: test accuracy %\n",
                      f"| {key} | method | ours (mean ± std) | seeds | max rel. gap | published | chance |",
                      "|---|---|---|---|---|---|---|"]
@@ -115,7 +117,7 @@ def plots(records: list[dict], out: str | Path) -> list[Path]:
     if by["mnist"]:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for r in by["mnist"]:
-            for name, path in r["result"]["report"].get("paths", {}).items():
+            for path in r["result"]["report"].get("paths", {}).values():
                 ax.plot([p["reg"] for p in path], [100 * p["val_acc"] for p in path], "o-",
                         label=f"T={r['cell']['T']} {r['cell']['method']} s{r['cell']['seed']}")
         ax.set(xscale="log", xlabel="regularisation", ylabel="validation accuracy %",

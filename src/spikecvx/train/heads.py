@@ -32,7 +32,8 @@ class Head:
         if self.loss not in HEAD_LOSSES:
             raise ValueError(f"head {self.name!r}: loss must be one of {HEAD_LOSSES}, got {self.loss!r}")
         if self.loss in ("hinge", "logistic") and self.size != 1:
-            raise ValueError(f"head {self.name!r}: the binary loss {self.loss!r} needs size=1, got {self.size}")
+            raise ValueError(f"head {self.name!r}: the binary loss {self.loss!r} needs size=1, "
+                             f"got {self.size}")
         check_positive(f"head {self.name!r} weight", self.weight)
 
     @property
@@ -83,6 +84,8 @@ def head_loss(head: Head, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     if head.loss == "hinge_ovr":
         sign = 2 * F.one_hot(y.long(), head.size).to(scores.dtype) - 1
         return F.relu(1 - sign * scores).sum(dim=1).mean()
+    if head.size == 1:  # regression
+        return 0.5 * ((scores[:, 0] - y.to(scores.dtype)) ** 2).mean()
     onehot = F.one_hot(y.long(), head.size).to(scores.dtype)
     return 0.5 * ((scores - onehot) ** 2).sum(dim=1).mean()
 

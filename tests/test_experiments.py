@@ -1,0 +1,84 @@
+"""Runner, presets, configs, reports and the CLI: resume without loss or duplication."""
+
+import json
+
+import pytest
+
+from spikecvx.cli import main
+from spikecvx.experiments import PRESETS, expand, load_config, load_results, run_cells, tables
+from spikecvx.experiments.runner import cell_key
+
+
+def test_expand_preset_and_overrides():
+    cells = expand(PRESETS["quick"])
+    xor_sg = [c for c in cells if c["task"] == "xor" and c["method"] == "sg"]
+    assert {c["T"] for c in xor_sg} == {6, 8} and xor_sg[0]["net"]["width"] == 100
+    assert all("sg" not in c for c in cells)
+    assert {c["task"] for c in expand(PRESETS["quick"], tasks=["mnist"])} == {"mnist"}
+    with pytest.raises(ValueError, match="no cells"):
+        expand(PRESETS["smoke"], tasks=["dfa"])
+
+
+def test_toml_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('seeds = [1, 2]\n[xor]\nmethods = ["cvx"]\nT = [4, 5]\nn_regs = 2\n'
+                   '[xor.net]\nlayers = 3\nbranches = 2\nwidth = 8\nlast_width = 16\n')
+    cells = expand(load_config(cfg))
+    assert len(cells) == 4 and {c["seed"] for c in cells} == {1, 2}
+    cfg.write_text("[xor\n")
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_config(cfg)
+    cfg.write_text('[chess]\nmethods = ["cvx"]\n')
+    with pytest.raises(ValueError, match="unknown task"):
+        expand(load_config(cfg))
+
+
+def test_resume_after_a_crash_loses_and_duplicates_nothing(tmp_path):
+    cells = [dict(task="xor", method="cvx", seed=s, T=4) for s in range(4)]
+    calls = []
+
+    def crashing(cell):
+        if cell["seed"] == 2:
+            raise KeyboardInterrupt  # killed mid-way
+        calls.append(cell["seed"])
+        return dict(headline=0.5)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(cells, crashing, tmp_path, progress=False, log=lambda s: None)
+    assert [r["cell"]["seed"] for r in load_results(tmp_path)] == [0, 1]
+    records = run_cells(cells, lambda c: calls.append(c["seed"]) or dict(headline=1.0), tmp_path,
+                        progress=False, log=lambda s: None)
+    assert sorted(cell_key(r["cell"]) for r in records) == sorted(cell_key(c) for c in cells)
+    assert calls == [0, 1, 2, 3]  # finished cells were not run again
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_reproduce_smoke_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
+    first = (out / "results.jsonl").read_text().splitlines()
+    assert len(first) == len(expand(PRESETS["smoke"]))
+    for line in first:
+        rec = json.loads(line)
+        assert 0 <= rec["result"]["headline"] <= 1
+        for cert in rec["result"]["certificates"].values():
+            assert cert["rel_gap"] <= 1e-6
+    md = (out / "report.md").read_text()
+    assert "FIRST-LAST-XOR" in md and "Addition" in md and (out / "xor_accuracy_vs_T.png").exists()
+    assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--quiet"]) == 0
+    assert (out / "results.jsonl").read_text().splitlines() == first
+    assert "already finished" in capsys.readouterr().out
+    assert main(["report", str(out), "--no-plots"]) == 0
+    assert main(["report", str(tmp_path / "empty")]) == 1
+
+
+def test_tables_show_published_numbers():
+    recs = [dict(cell=dict(task="mnist", method="cvx", seed=0, T=4),
+                 result=dict(headline=0.9, certificates={"digit": dict(rel_gap=1e-9)}), seconds=1.0)]
+    md = tables(recs)
+    assert "90.0 ± 0.0" in md and "92.5 [paper]" in md and "1e-09" in md
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err

