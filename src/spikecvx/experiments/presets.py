@@ -47,7 +47,7 @@ PRESETS: dict[str, dict] = {
         "seeds": [0],
         "xor": dict(methods=["cvx", "sg"], T=[6, 8], net=_XOR_NET, n_regs=6,
                     sg=dict(net=dict(_XOR_NET, width=100, last_width=200), epochs=60, lrs=[3e-3])),
-        "addition": dict(methods=["cvx"], base=[3], net=_ADD_NET, n_regs=4, min_ratio=0.05),
+        "addition": dict(methods=["cvx"], base=[2, 3, 5], net=_ADD_NET, n_regs=4, min_ratio=0.05),
         "mnist": dict(methods=["cvx"], T=[4], net=_MNIST_NET, n_regs=3, min_ratio=0.1),
     },
     # the protocols of spec/TASKS.md (hours)
