@@ -110,8 +110,11 @@ def plots(records: list[dict], out: str | Path) -> list[Path]:
             ns = sorted(ms, key=int)
             ax.plot([int(n) for n in ns], [100 * ms[n]["joint"] for n in ns], "o-",
                     label=f"base {r['cell']['base']} {r['cell']['method']} s{r['cell']['seed']}")
+        ns = sorted({int(n) for r in by["addition"] for n in r["result"]["metrics"]})
         ax.set(xscale="log", xlabel="digits n (5 = in distribution)", ylabel="joint token accuracy %",
                title="Addition, autoregressive")
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.minorticks_off()
         ax.legend(fontsize=7)
         save(fig, "addition_accuracy_vs_length.png")
     if by["mnist"]:
