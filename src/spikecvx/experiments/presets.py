@@ -55,7 +55,7 @@ PRESETS: dict[str, dict] = {
         "seeds": [0, 1, 2],
         "xor": dict(methods=["cvx", "sg", "sg-cvx"], T=[6, 8, 11, 14],
                     net=dict(layers=5, branches=2, width=500, last_width=1000), n_regs=10),
-        "addition": dict(methods=["cvx", "sg", "sg-cvx", "cvx-sg"], base=[2, 3, 5], net=_ADD_NET,
+        "addition": dict(methods=["sg", "sg-cvx", "sg-sg", "cvx", "cvx-sg"], base=[2, 3, 5], net=_ADD_NET,
                          n_regs=8, min_ratio=0.01, grid=dict(beta=[0.5, 0.9, 0.99])),
         "mnist": dict(methods=["cvx", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=8, min_ratio=0.01),
         "dfa": dict(methods=["cvx", "sg"], symbols=[2, 3, 5], net=_XOR_NET, n_regs=8),
