@@ -99,3 +99,14 @@ def test_every_task_cell_runs(cell):
     assert 0 <= res["headline"] <= 1 and 0 < res["chance"] < 1
     for cert in res["certificates"].values():
         assert cert["rel_gap"] <= 1e-6
+
+
+def test_addition_table_shows_lengths_and_chosen_hyper_parameters():
+    metrics = {"5": dict(joint=0.9, sequence=0.5), "10": dict(joint=0.8, sequence=0.2)}
+    recs = [dict(cell=dict(task="addition", method="cvx", seed=s, base=3),
+                 result=dict(headline=0.9, metrics=metrics, certificates={},
+                             report=dict(chosen=dict(beta=b))), seconds=1.0)
+            for s, b in [(0, 0.0), (1, 0.5)]]
+    md = tables(recs)
+    assert "| n=5 | n=10 |" in md and "80.0 ± 0.0" in md and "beta=0.0; beta=0.5" in md
+    assert "36.6 / 31.4 / 30.7 / 31.0 [paper]" in md

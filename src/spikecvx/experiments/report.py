@@ -34,6 +34,13 @@ def _max_gap(records) -> str:
     return f"{max(gaps):.0e}" if gaps else "-"
 
 
+def _chosen(records) -> str:
+    """Hyper-parameters chosen on validation, per seed (empty when there was no grid)."""
+    picks = {", ".join(f"{k}={v}" for k, v in r["result"].get("report", {}).get("chosen", {}).items())
+             for r in records}
+    return "; ".join(sorted(p for p in picks if p)) or "-"
+
+
 def tables(records: list[dict]) -> str:
     """One markdown table per task."""
     groups: dict[str, dict] = defaultdict(lambda: defaultdict(list))
@@ -50,13 +57,14 @@ def tables(records: list[dict]) -> str:
             lengths = sorted({n for rs in rows.values() for r in rs for n in r["result"]["metrics"]}, key=int)
             head = " | ".join(f"n={n}" for n in lengths)
             lines = ["### Addition: joint token accuracy %, autoregressive (n=5 in distribution)\n",
-                     f"| base | method | {head} | seq. acc n=5 | seeds | max rel. gap "
+                     f"| base | method | {head} | seq. acc n=5 | seeds | max rel. gap | chosen "
                      "| published (ID / 2x / 5x / 10x) | chance (sum digit) |",
-                     "|---" * (len(lengths) + 7) + "|"]
+                     "|---" * (len(lengths) + 8) + "|"]
             for (base, m), rs in sorted(rows.items()):
                 accs = " | ".join(_pm([r["result"]["metrics"][n]["joint"] for r in rs]) for n in lengths)
                 seq = _pm([r["result"]["metrics"][lengths[0]]["sequence"] for r in rs])
                 lines.append(f"| {base} | {m} | {accs} | {seq} | {len(rs)} | {_max_gap(rs)} | "
+                             f"{_chosen(rs)} | "
                              f"{PAPER.get((task, base), '-')} | {100 / base:.1f} |")
         else:
             title = {"xor": "FIRST-LAST-XOR", "mnist": "Sequential MNIST",
