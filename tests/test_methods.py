@@ -55,12 +55,16 @@ def test_sg_cvx_keeps_sg_witnesses_and_certifies():
         assert torch.equal(src, dst)
 
 
-def test_fine_tune_from_cvx_does_not_worsen_validation_loss():
+def test_fine_tune_from_cvx_trains_the_network_with_logistic_loss():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     net, _ = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=4)
     tuned, rep = fine_tune(net, Xva, yva, Xtr, ytr, epochs=5, lrs=(1e-3,))
     assert rep["method"] == "fine-tune"
     assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), tuned.parameters()))
+    with torch.no_grad():  # the kept state is the one with the reported validation (logistic) loss
+        out = tuned(torch.as_tensor(Xtr))[:, 0]
+        logistic = torch.nn.functional.softplus(-torch.as_tensor(ytr, dtype=out.dtype) * out).mean()
+    assert float(logistic) == pytest.approx(rep["val_loss"], rel=1e-5)
 
 
 def test_multi_head_every_step_cvx_and_step_matches_forward():

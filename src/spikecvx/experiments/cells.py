@@ -54,26 +54,21 @@ def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, c
     if method == "cvx":
         return fit_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **cvx_kw)
     if method == "sg":
-        return fit_sg(Xtr, ytr, Xva, yva, net_kw, heads=_sg_heads(heads), seed=seed, **sg_kw)
+        return fit_sg(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **sg_kw)
     if method == "sg-cvx":
         cvx_kw.pop("grid")
         return fit_sg_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, sg_kwargs=sg_kw, **cvx_kw)
     if method == "cvx-sg":
         net, rep = fit_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **cvx_kw)
         sg_kw["lrs"] = tuple(cell.get("ft_lrs", (1e-4, 1e-3)))
-        tuned, ft = fine_tune(net, Xft, yft, Xfv, yfv, heads=_sg_heads(heads), seed=seed, **sg_kw)
+        tuned, ft = fine_tune(net, Xft, yft, Xfv, yfv, heads=heads, seed=seed, **sg_kw)
         return tuned, dict(rep, method="cvx-sg", fine_tune=_slim(ft))
     if method == "sg-sg":
-        net, rep = fit_sg(Xtr, ytr, Xva, yva, net_kw, heads=_sg_heads(heads), seed=seed, **sg_kw)
+        net, rep = fit_sg(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **sg_kw)
         sg_kw["lrs"] = tuple(cell.get("ft_lrs", (1e-4, 1e-3)))
-        tuned, ft = fine_tune(net, Xft, yft, Xfv, yfv, heads=_sg_heads(heads), seed=seed, **sg_kw)
+        tuned, ft = fine_tune(net, Xft, yft, Xfv, yfv, heads=heads, seed=seed, **sg_kw)
         return tuned, dict(rep, method="sg-sg", fine_tune=_slim(ft))
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
-def _sg_heads(heads):
-    return None if heads is None else [Head(h.name, h.size, "logistic" if h.loss == "hinge" else h.loss)
-                                       for h in heads]
 
 
 def _predict_last(net, X) -> np.ndarray:

@@ -122,17 +122,16 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         cvx_kw = dict(penalty=self.penalty, n_regs=self.n_regs, min_ratio=self.min_ratio,
                       witness_scale=self.witness_scale, tol=self.tol)
         sg_kw = dict(epochs=self.epochs, lrs=tuple(self.lrs))
-        sg_heads = [Head("y", head.size, "logistic" if head.binary else "softmax")]
         args = (Xs[tr], target[tr], Xs[va], target[va], net_kw)
         if self.method == "cvx":
             net, rep = fit_cvx(*args, heads=[head], seed=self.random_state, **cvx_kw)
         elif self.method == "sg":
-            net, rep = fit_sg(*args, heads=sg_heads, seed=self.random_state, **sg_kw)
+            net, rep = fit_sg(*args, heads=[head], seed=self.random_state, **sg_kw)
         elif self.method == "sg-cvx":
             net, rep = fit_sg_cvx(*args, heads=[head], seed=self.random_state, sg_kwargs=sg_kw, **cvx_kw)
         else:
             net, rep = fit_cvx(*args, heads=[head], seed=self.random_state, **cvx_kw)
-            net, ft = fine_tune(net, Xs[va], target[va], Xs[tr], target[tr], heads=sg_heads,
+            net, ft = fine_tune(net, Xs[va], target[va], Xs[tr], target[tr], heads=[head],
                                 seed=self.random_state, epochs=self.epochs)
             rep = dict(rep, fine_tune=ft)
         self.network_, self.report_ = net, rep

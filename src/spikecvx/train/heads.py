@@ -90,8 +90,7 @@ def head_loss(head: Head, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return 0.5 * ((scores - onehot) ** 2).sum(dim=1).mean()
 
 
-def head_predict(head: Head, scores: np.ndarray) -> np.ndarray:
-    """Labels from scores (M, size): sign for binary heads, argmax otherwise."""
-    if head.binary:
-        return np.where(scores[:, 0] >= 0, 1, -1)
-    return np.argmax(scores, axis=1)
+def smooth_heads(heads: list[Head]) -> list[Head]:
+    """The heads SG trains: binary hinge becomes logistic (the hinge's kink stalls gradients at
+    the margin); the other losses are kept."""
+    return [Head(h.name, h.size, "logistic", h.weight) if h.loss == "hinge" else h for h in heads]

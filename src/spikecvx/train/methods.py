@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from ..convex import path, reg_grid, select
 from ..convex.path import predict as convex_predict
 from ..dictionary import SpikeDictionary, sample_witnesses, spike_dictionary, transfer_witnesses
 from ..snn import ParallelSNN
-from .heads import Head, check_targets
+from .heads import Head, check_targets, smooth_heads
 from .reconstruct import reconstruct
 from .sg import sg_init, train_sg
 
@@ -82,13 +83,11 @@ def _convex_readout(net: ParallelSNN, X_train, ys, X_val, ys_val, heads, penalty
         head_reports[h.name] = dict(reg=best.reg, val_acc=score, certificate=best.certificate(),
                                     neurons_used=best.n_nonzero_rows, path=records)
 
-    class _Joint:  # all heads' readouts side by side
-        coef = np.concatenate(coefs, axis=1)
-
-    model = reconstruct(net, _Joint, D)
+    joint = SimpleNamespace(coef=np.concatenate(coefs, axis=1))  # all heads side by side
+    model = reconstruct(net, joint, D)
     report = dict(heads=head_reports, val_score=float(np.mean(scores)),
                   dictionary=dict(rows=D.shape[0], neurons=D.n_neurons, distinct=D.n_distinct),
-                  neurons_kept=int(np.any(_Joint.coef != 0, axis=1).sum()),
+                  neurons_kept=int(np.any(joint.coef != 0, axis=1).sum()),
                   time_dictionary=t_dict, time_total=time.perf_counter() - t0)
     return model, report
 
@@ -157,9 +156,7 @@ def fit_cvx(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None =
 def fit_sg(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None = None,
            heads: list[Head] | None = None, seed: int = 0, progress: bool = False, **sg_kw):
     """Surrogate-gradient baseline from a scaled Gaussian init; returns (network, report)."""
-    heads = _as_heads(heads, y_train, loss)
-    if len(heads) == 1 and heads[0].loss == "hinge" and loss is None:
-        heads = [Head(heads[0].name, 1, "logistic")]  # smooth loss for gradients
+    heads = smooth_heads(_as_heads(heads, y_train, loss))
     X_train = torch.as_tensor(X_train)
     net = ParallelSNN(d_in=X_train.shape[-1], n_out=sum(h.size for h in heads), seed=seed, **net_kwargs)
     sg_init(net, seed=seed)
@@ -178,8 +175,7 @@ def fit_sg_cvx(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
         sg_net, sg_report = fit_sg(X_train, y_train, X_val, y_val, net_kwargs, heads=heads, seed=seed,
                                    progress=progress, **(sg_kwargs or {}))
     cvx_kw.pop("witness_net", None)
-    kw = {k: v for k, v in dict(net_kwargs).items()}
-    kw.update(beta=sg_net.beta, threshold=sg_net.threshold)
+    kw = dict(net_kwargs, beta=sg_net.beta, threshold=sg_net.threshold)
     model, rep = fit_cvx(X_train, y_train, X_val, y_val, kw, loss=loss, heads=heads, witness_net=sg_net,
                          seed=seed, progress=progress, **cvx_kw)
     rep["sg"] = sg_report
@@ -192,9 +188,7 @@ def fine_tune(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head
     """Hybrid stage: SG fine-tuning of a trained network (CVX -> SG, SG -> SG); (network, report).
 
     The binary hinge readout of a CVX network is fine-tuned with the logistic loss (smooth)."""
-    heads = _as_heads(heads, y_train, loss)
-    if len(heads) == 1 and heads[0].loss == "hinge":
-        heads = [Head(heads[0].name, 1, "logistic")]
+    heads = smooth_heads(_as_heads(heads, y_train, loss))
     if sum(h.size for h in heads) != net.n_out:
         raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
     sg_kw.setdefault("lrs", (1e-4, 3e-4, 1e-3))

@@ -21,7 +21,7 @@ from ..snn import ParallelSNN
 from .heads import Head, check_targets, head_loss, head_slices
 
 
-def default_heads(net: ParallelSNN, y) -> list[Head]:
+def default_heads(net: ParallelSNN) -> list[Head]:
     """One head over every output: logistic for a single +-1 output, softmax otherwise."""
     if net.n_out == 1:
         return [Head("y", 1, "logistic")]
@@ -82,7 +82,7 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
     X_val = torch.as_tensor(X_val, dtype=net.dtype, device=net.device)
     check_finite("X_train", X_train)
     check_finite("X_val", X_val)
-    heads = heads or default_heads(net, y_train)
+    heads = heads or default_heads(net)
     if sum(h.size for h in heads) != net.n_out:
         raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
     epochs = check_int("epochs", epochs)
