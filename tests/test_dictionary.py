@@ -4,6 +4,7 @@ import torch
 
 from spikecvx import ParallelSNN, sample_witnesses, spike_dictionary, transfer_witnesses
 from spikecvx.dictionary import dedup_columns, estimate_bytes
+from spikecvx.dictionary.build import plan_passes
 
 
 def _net(**kw):
@@ -13,9 +14,12 @@ def _net(**kw):
 
 @pytest.mark.parametrize("readout", ["membrane", "spike"])
 @pytest.mark.parametrize("readout_at", ["last", "every"])
-def test_batched_dictionary_equals_one_shot_forward(readout, readout_at):
-    net = _net(readout=readout, readout_at=readout_at)
-    x = torch.randn(37, 9, 3) * 2
+@pytest.mark.parametrize("reset,dtype", [("subtract", torch.float32), ("zero", torch.float64)])
+def test_batched_dictionary_equals_one_shot_forward(readout, readout_at, reset, dtype):
+    # reference: the differentiable torch forward (the parameters require grad, so net.features
+    # takes the autograd scan, not the compiled no-grad kernel the dictionary builder uses)
+    net = _net(readout=readout, readout_at=readout_at, reset=reset, dtype=dtype, readout_bias=0.3, beta=0.8)
+    x = torch.randn(37, 9, 3, dtype=dtype) * 2
     full = net.features(x).to(torch.uint8).reshape(-1, 24).numpy()
     D = spike_dictionary(net, x, batch_size=5, time_chunk=4)
     assert D.matrix.dtype == np.uint8 and D.matrix.shape == full.shape
@@ -23,6 +27,23 @@ def test_batched_dictionary_equals_one_shot_forward(readout, readout_at):
     assert 0 < D.matrix.mean() < 1
     assert np.array_equal(spike_dictionary(net, x.numpy()).matrix, full)
     assert np.array_equal(spike_dictionary(net, x.transpose(0, 1), time_dim=0).matrix, full)
+    for batch_size, time_chunk in [(1, 1), (37, None), (None, 2), (6, 9)]:
+        D = spike_dictionary(net, x, batch_size=batch_size, time_chunk=time_chunk)
+        assert np.array_equal(D.matrix, full), (batch_size, time_chunk)
+
+
+def test_auto_passes_keep_working_memory_within_budget():
+    net = _net(d_in=40, width=200, last_width=300, readout_at="every")
+    for n, T, work in [(1000, 50, 1 << 20), (10, 2000, 1 << 20), (3, 4, 1 << 30)]:
+        bs, tc = plan_passes(net, n, T, None, None, work_bytes=work)
+        assert 1 <= bs <= n and 1 <= tc <= T
+        if bs * tc > 1:  # a single row may exceed a tiny budget; anything larger may not
+            assert estimate_bytes(net, n, tc, bs) - n * T * 300 <= work
+        if work == 1 << 30:
+            assert (bs, tc) == (n, T)  # everything fits in one pass
+    # a fixed batch size is honoured and the time chunk is cut to fit
+    bs, tc = plan_passes(net, 1000, 50, 64, None, work_bytes=1 << 20)
+    assert bs == 64 and estimate_bytes(net, 1000, tc, 64) - 1000 * 50 * 300 <= 1 << 20
 
 
 def test_dedup_round_trip_and_map_to_neurons():
@@ -93,6 +114,8 @@ def test_memory_limit_and_bad_input():
         spike_dictionary(net, bad)
     with pytest.raises(ValueError, match="batch_size"):
         spike_dictionary(net, x, batch_size=0)
+    with pytest.raises(ValueError, match="time_chunk"):
+        spike_dictionary(net, x, time_chunk=0)
     with pytest.raises(ValueError, match="kind"):
         sample_witnesses(net, "uniform")
     with pytest.raises(ValueError, match="scale"):

@@ -176,3 +176,37 @@ def test_bad_inputs():
         net(torch.randn(4, 5, 2), time_dim=2)
     with pytest.raises(ValueError, match="beta"):
         lif_scan(torch.randn(2, 3, 4), beta=np.array([0.5, 2.0, 0.1, 0.2]))
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_scan_equals_torch_scan_bitwise(reset, dtype):
+    # the CPU no-grad path (compiled kernel) against the torch in-place scan used on other devices
+    from spikecvx.snn.lif import _scan_cpu, _scan_inplace
+
+    g = torch.Generator().manual_seed(3)
+    cur = (torch.randn(5, 40, 7, generator=g) * 1.3).to(dtype)
+    beta = torch.tensor([0.0, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0], dtype=dtype)
+    init = (torch.randn(5, 7, generator=g).to(dtype), (torch.rand(5, 7, generator=g) > 0.5).to(dtype))
+    for state in (None, init):
+        s1, u1 = _scan_cpu(cur, beta, 0.7, reset, state)
+        s2, u2 = _scan_inplace(cur.transpose(0, 1), beta, 0.7, reset, state)
+        assert s1.dtype == dtype and 0 < float(s1.mean()) < 1
+        assert torch.equal(s1, s2.transpose(0, 1)) and torch.equal(u1, u2.transpose(0, 1))
+    if state is not None:  # the caller's state is not modified
+        assert torch.equal(state[1], init[1])
+
+
+def test_check_finite_fast_path_and_overflow():
+    from spikecvx._validation import check_finite
+
+    big = torch.full((4, 1000), 3e38)  # finite entries whose float32 sum overflows
+    check_finite("x", big)
+    check_finite("x", big.numpy())
+    for value in (float("nan"), float("inf"), -float("inf")):
+        bad = big.clone()
+        bad[2, 7] = value
+        with pytest.raises(ValueError, match="x contains NaN or inf"):
+            check_finite("x", bad)
+        with pytest.raises(ValueError, match="x contains NaN or inf"):
+            check_finite("x", bad.numpy())

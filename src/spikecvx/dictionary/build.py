@@ -14,6 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..snn import ParallelSNN
+from ..snn._lif_kernel import FEATURE_MEMBRANE, FEATURE_SPIKE, run_kernel
+from ..snn.lif import beta_vector, cpu_state
 
 
 @dataclass
@@ -84,20 +86,49 @@ def dedup_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse.ravel()]
 
 
-def estimate_bytes(net: ParallelSNN, n_samples: int, steps: int, batch_size: int) -> int:
-    """Bytes needed: the uint8 dictionary plus one batch's activations (currents, spikes, membranes)."""
-    rows = n_samples * (steps if net.readout_at == "every" else 1)
-    widths = [p.shape[-1] * (net.branches if p.dim() == 3 else 1) for p in net.hidden]
+def _widths(net: ParallelSNN) -> list[int]:
+    return [p.shape[-1] * (net.branches if p.dim() == 3 else 1) for p in net.hidden]
+
+
+def _row_bytes(net: ParallelSNN) -> int:
+    """Working bytes per (sample, step) row of one pass: twice the most that is alive at once (a
+    layer's input, its currents and its float spikes; the last layer writes uint8 features into
+    the dictionary instead), as the BLAS packs the operands of each product into buffers of about
+    that size again (measured: 4096 x 4096 layer, 240 rows per pass)."""
     item = torch.finfo(net.dtype).bits // 8
-    batch = min(batch_size, n_samples) * steps * (net.d_in + 3 * sum(widths)) * item
-    return rows * net.last_width + batch
+    widths = _widths(net)
+    ins = [net.d_in] + widths[:-1]
+    alive = [a + w + (w if i < len(widths) - 1 else 0) for i, (a, w) in enumerate(zip(ins, widths))]
+    return 2 * item * max(alive)
+
+
+def estimate_bytes(net: ParallelSNN, n_samples: int, steps: int, batch_size: int) -> int:
+    """Bytes needed: the uint8 dictionary plus one pass's activations (batch_size x steps rows)."""
+    rows = n_samples * (steps if net.readout_at == "every" else 1)
+    return rows * net.last_width + min(batch_size, n_samples) * steps * _row_bytes(net)
+
+
+def plan_passes(net: ParallelSNN, n_samples: int, steps: int, batch_size: int | None,
+                time_chunk: int | None, work_bytes: int | None = None) -> tuple[int, int]:
+    """Samples and time steps per pass. What the caller leaves as None is chosen so that one pass
+    needs at most ``work_bytes`` (default: half the dictionary, within [1 MiB, 256 MiB]); whole
+    sequences are preferred, long ones are cut into time chunks."""
+    if work_bytes is None:
+        dict_bytes = n_samples * (steps if net.readout_at == "every" else 1) * net.last_width
+        work_bytes = min(max(dict_bytes // 2, 1 << 20), 256 << 20)
+    rows = max(1, work_bytes // _row_bytes(net))
+    if batch_size is None:
+        batch_size = max(1, min(n_samples, rows // steps if time_chunk is None else rows // time_chunk))
+    if time_chunk is None:
+        time_chunk = max(1, min(steps, rows // batch_size))
+    return int(batch_size), int(time_chunk)
 
 
 @torch.no_grad()
 def spike_dictionary(
     net: ParallelSNN,
     X,
-    batch_size: int = 512,
+    batch_size: int | None = None,
     time_dim: int = 1,
     dedup: bool = False,
     memory_limit: int | None = None,
@@ -109,17 +140,23 @@ def spike_dictionary(
     Args:
         net: the witness network (its readout weights are ignored).
         X: inputs (N, T, d_in) (or (T, N, d_in) with ``time_dim=0``), tensor or array.
-        batch_size: samples per forward pass; peak memory grows with it.
+        batch_size: samples per pass (default: chosen so one pass's activations take at most
+            half the dictionary's size, within [1 MiB, 256 MiB]).
         dedup: keep only distinct columns (``column_of_neuron`` maps neurons back).
         memory_limit: bytes; raise ValueError before allocating if the estimate exceeds it.
-        time_chunk: time steps per pass (default: all), to bound memory on long sequences.
+        time_chunk: time steps per pass (default: chosen like ``batch_size``).
         progress: show a progress bar.
 
     Returns:
         A ``SpikeDictionary`` with (N, P) rows for the "last" readout or (N*T, P) for "every".
+
+    On the CPU each layer is one matrix product per pass and a compiled scan that writes the
+    last layer's binary features straight into the uint8 dictionary; other devices use torch.
     """
-    if batch_size < 1:
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if time_chunk is not None and (isinstance(time_chunk, bool) or int(time_chunk) < 1):
+        raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
     x = torch.as_tensor(X)
     if x.dim() != 3:
         raise ValueError(f"X must be 3-D (N, T, d_in), got shape {tuple(x.shape)}")
@@ -128,31 +165,82 @@ def spike_dictionary(
     x = net._check_input(x, 1)  # validates width and finiteness, converts dtype/device
     N, T, _ = x.shape
     steps = T if net.readout_at == "every" else 1
-    tc = T if time_chunk is None else max(1, int(time_chunk))
-    need = estimate_bytes(net, N, min(T, tc), batch_size)
+    bs, tc = plan_passes(net, N, T, batch_size, time_chunk)
+    need = estimate_bytes(net, N, tc, bs)
     if memory_limit is not None and need > memory_limit:
         raise ValueError(
             f"memory_limit={memory_limit} bytes is below the {need} bytes this dictionary needs "
-            f"({N * steps} x {net.last_width} uint8 plus one batch); lower batch_size or raise it"
+            f"({N * steps} x {net.last_width} uint8 plus one pass); lower batch_size or raise it"
         )
     out = np.empty((N * steps, net.last_width), dtype=np.uint8)
+    on_cpu = net.device.type == "cpu" and net.dtype in (torch.float32, torch.float64)
     bar = tqdm(total=N, desc="dictionary", unit="sample", disable=not progress)
-    for a in range(0, N, batch_size):
-        xb = x[a : a + batch_size]
+    for a in range(0, N, bs):
+        xb = x[a : a + bs]
+        n = len(xb)
+        rows = out[a * steps : (a + n) * steps].reshape(n, steps, -1)
         state = None
         for t0 in range(0, T, tc):
-            layers, state = net.run_layers(xb[:, t0 : t0 + tc], state)
-            feats = net.readout_features(*layers[-1]).to(torch.uint8).cpu().numpy()
-            if steps == 1:
-                if t0 + tc >= T:
-                    out[a : a + len(xb)] = feats[:, -1]
+            t1 = min(T, t0 + tc)
+            if net.readout_at == "every":
+                target = rows[:, t0:t1]
             else:
-                block = out[a * T : (a + len(xb)) * T].reshape(len(xb), T, -1)
-                block[:, t0 : t0 + tc] = feats
-        bar.update(len(xb))
+                target = rows if t1 == T else None
+            if on_cpu:
+                state = _cpu_pass(net, xb[:, t0:t1], state, target)
+            else:
+                layers, state = net.run_layers(xb[:, t0:t1], state)
+                if target is not None:
+                    feats = net.readout_features(*layers[-1]).to(torch.uint8).cpu().numpy()
+                    target[:] = feats if net.readout_at == "every" else feats[:, -1:]
+        bar.update(n)
     bar.close()
     neurons = np.arange(net.last_width)
     if not dedup:
         return SpikeDictionary(out, neurons, neurons, steps)
     first, inverse = dedup_columns(out)
     return SpikeDictionary(np.ascontiguousarray(out[:, first]), inverse, first, steps, True)
+
+
+def _cpu_pass(net: ParallelSNN, x: torch.Tensor, state: list | None, target: np.ndarray | None) -> list:
+    """One pass of a chunk x (n, t, d_in) through every layer with the compiled scan.
+
+    Activations are kept branch-major, (K, n*t, width/K): each branch's currents come from one
+    matrix product written in place, and its spikes are already the layout the next layer's
+    batched product reads, so nothing is transposed or copied between layers. ``state`` holds
+    each layer's writable (membrane, previous spike) arrays, (K, n, width/K) (None: at rest), and
+    is updated in place; the last layer's features go into ``target`` ((n, t, P) for the "every"
+    readout, (n, 1, P) for "last"; None: not needed in this chunk).
+    """
+    n, t, _ = x.shape
+    K = net.branches
+    widths = [w // K for w in _widths(net)]
+    if state is None:
+        state = [tuple(s.reshape(K, n, w) for s in cpu_state(None, (K * n, w), net.dtype)) for w in widths]
+    zero_reset = net.reset == "zero"
+    last = len(net.hidden) - 1
+    h = x.reshape(n * t, -1)  # copies a strided time chunk: 2-D products are the fast path
+    for i, (w, wk) in enumerate(zip(net.hidden, widths)):
+        cur = torch.empty(K, n * t, wk, dtype=net.dtype)
+        if i == 0:  # the input is shared: one product per branch with its columns of w
+            for k in range(K):
+                torch.mm(h, w[:, k * wk : (k + 1) * wk], out=cur[k])
+        else:
+            torch.bmm(h, w, out=cur)
+        beta = beta_vector(net.beta, wk, net.dtype)
+        u, r = state[i]
+        c = cur.numpy().reshape(K, n, t, wk)
+        if i < last:
+            spikes = torch.empty_like(cur)
+            run_kernel(c, beta, net.threshold, zero_reset, u, r, spikes=spikes.numpy().reshape(K, n, t, wk))
+            h = spikes
+        else:  # features of branch k are columns k*wk ... (k+1)*wk - 1 of the dictionary
+            feats = None
+            if target is not None:
+                feats = target.reshape(n, -1, K, wk).transpose(2, 0, 1, 3)
+                assert np.may_share_memory(feats, target), "features must be written in place"
+            mode = FEATURE_SPIKE if net.readout == "spike" else FEATURE_MEMBRANE
+            run_kernel(c, beta, net.threshold, zero_reset, u, r, feats=feats, feat_mode=mode,
+                       feat_bias=net.readout_bias)
+        del cur, c  # free before the next layer allocates
+    return state

@@ -14,9 +14,11 @@ this function, so a weight matrix means the same thing everywhere.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._validation import check_choice, check_positive
+from ._lif_kernel import run_kernel
 from .surrogate import SURROGATE_GRADS, spike
 
 RESETS = ("subtract", "zero")
@@ -63,9 +65,13 @@ def lif_scan(
     check_choice("reset", reset, RESETS)
     check_choice("surrogate", surrogate, SURROGATE_GRADS)
 
+    needs_grad = torch.is_grad_enabled() and currents.requires_grad
+    if not needs_grad and currents.device.type == "cpu" and currents.dtype in _KERNEL_DTYPES:
+        batch_major = currents if time_dim == 1 else currents.transpose(0, 1)
+        spikes, mems = _scan_cpu(batch_major, beta, theta, reset, init)
+        return (spikes, mems) if time_dim == 1 else (spikes.transpose(0, 1), mems.transpose(0, 1))
     cur = currents if time_dim == 0 else currents.transpose(0, 1)
     beta_t = torch.as_tensor(beta, dtype=cur.dtype, device=cur.device)
-    needs_grad = torch.is_grad_enabled() and cur.requires_grad
     if needs_grad:
         spikes, mems = _scan_autograd(cur, beta_t, theta, reset, surrogate, init)
     else:
@@ -73,6 +79,37 @@ def lif_scan(
     if time_dim == 1:
         spikes, mems = spikes.transpose(0, 1), mems.transpose(0, 1)
     return spikes, mems
+
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def beta_vector(beta, width: int, dtype: torch.dtype) -> np.ndarray:
+    """The leak as a contiguous (width,) array for the compiled kernel."""
+    b = torch.as_tensor(beta, dtype=dtype).cpu().numpy()
+    return np.ascontiguousarray(np.broadcast_to(b, (width,)))
+
+
+def cpu_state(init, shape: tuple[int, int], dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Writable (membrane, previous spike) arrays for the kernel: copies of ``init`` or zeros."""
+    if init is None:
+        return np.zeros(shape, dtype=_NP[dtype]), np.zeros(shape, dtype=_NP[dtype])
+    u, s = (torch.as_tensor(v).detach().to(dtype).cpu().numpy().copy() for v in init)
+    return np.broadcast_to(u, shape).copy(), np.broadcast_to(s, shape).copy()
+
+
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _scan_cpu(cur, beta, theta, reset, init):
+    """No-grad scan on the CPU through the compiled kernel; batch-major in and out."""
+    N, T, M = cur.shape
+    c = cur.detach().contiguous().numpy()
+    u, r = cpu_state(init, (N, M), cur.dtype)
+    spikes, mems = np.empty_like(c), np.empty_like(c)
+    run_kernel(c[None], beta_vector(beta, M, cur.dtype), theta, reset == "zero", u[None], r[None],
+               spikes[None], mems[None])
+    return torch.from_numpy(spikes), torch.from_numpy(mems)
 
 
 def _scan_autograd(cur, beta, theta, reset, surrogate, init):
