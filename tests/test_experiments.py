@@ -25,6 +25,17 @@ def test_toml_config(tmp_path):
                    '[xor.net]\nlayers = 3\nbranches = 2\nwidth = 8\nlast_width = 16\n')
     cells = expand(load_config(cfg))
     assert len(cells) == 4 and {c["seed"] for c in cells} == {1, 2}
+    cfg.write_text('[xor]\nmethods = ["cvx", "sg"]\nT = [4, 11]\nnet = { layers = 3, width = 8 }\n'
+                   '[xor.at.11]\nnet = { layers = 3, width = 80 }\nn_regs = 9\n'
+                   '[xor.sg]\nnet = { layers = 5, width = 8 }\n')
+    cells = {(c["method"], c["T"]): c for c in expand(load_config(cfg))}
+    assert cells["cvx", 11]["net"]["width"] == 80 and cells["cvx", 11]["n_regs"] == 9
+    assert cells["cvx", 4]["net"]["width"] == 8 and "n_regs" not in cells["cvx", 4]
+    assert cells["sg", 11]["net"]["layers"] == 5 and cells["sg", 11]["n_regs"] == 9  # method wins
+    assert all("at" not in c for c in cells.values())
+    cfg.write_text('[xor]\nT = [4]\nnet = { layers = 3 }\n[xor.at.12]\nn_regs = 1\n')
+    with pytest.raises(ValueError, match="'at' names"):
+        expand(load_config(cfg))
     cfg.write_text("[xor\n")
     with pytest.raises(ValueError, match="invalid TOML"):
         load_config(cfg)
