@@ -140,8 +140,8 @@ def solve(
     col_norms = np.sqrt(_col_sq_norms(M))
     tracker = DualTracker(fit, pen, reg, Y)
     alpha = None  # hinge dual multipliers from the LP
-    ws_size = min(M.p, 100)
-    gap = primal = np.inf
+    ws_size = ws_min = min(M.p, 100)
+    gap = primal = prev_gap = np.inf
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
@@ -161,7 +161,12 @@ def solve(
         priority = (reg - norms) / np.maximum(col_norms, 1e-12)
         priority[col_norms == 0] = np.inf  # empty columns never enter
         priority[support] = -np.inf
-        ws_size = min(M.p, max(ws_size, 2 * len(support)))
+        # working set: twice the support (the support plus the columns that violate the
+        # optimality conditions most, as in skglm); doubled only when the gap stalls, so a sparse
+        # solution never drags every column into the inner solver
+        stalled = gap > 0.5 * prev_gap
+        ws_size = min(M.p, max(ws_min, 2 * len(support), 2 * ws_size if stalled else 0))
+        prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
         X = M.columns(ws)
         # the working-set problem is solved to a fraction of the current gap (or to the final
@@ -173,7 +178,6 @@ def solve(
             W_ws = _prox_newton(X, Y, W[ws], fit, pen, reg, sub_tol)
         W = np.zeros_like(W)
         W[ws] = W_ws
-        ws_size = min(M.p, 2 * ws_size)
 
     if not converged:
         warnings.warn(
