@@ -263,7 +263,7 @@ def _anderson(history: list[np.ndarray]) -> np.ndarray | None:
     return sum(ci * h for ci, h in zip(c, history[1:]))
 
 
-def _prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=5, depth=5):
+def _prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=10, depth=5):
     """Working-set problem by proximal Newton + coordinate descent, with Anderson acceleration.
 
     Each iteration runs a few coordinate-descent epochs on the quadratic model (exact for the
