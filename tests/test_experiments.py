@@ -12,7 +12,9 @@ from spikecvx.experiments.runner import cell_key
 def test_expand_preset_and_overrides():
     cells = expand(PRESETS["quick"])
     xor_sg = [c for c in cells if c["task"] == "xor" and c["method"] == "sg"]
-    assert {c["T"] for c in xor_sg} == {6, 8} and xor_sg[0]["net"]["width"] == 100
+    assert {c["T"] for c in xor_sg} == {6, 8, 11} and all(c["net"]["width"] == 100 for c in xor_sg)
+    wide = [c for c in cells if c["task"] == "xor" and c["method"] == "cvx" and c["T"] == 11]
+    assert len(wide) == 1 and wide[0]["net"]["last_width"] == 8000  # the 'at' override
     assert all("sg" not in c for c in cells)
     assert {c["task"] for c in expand(PRESETS["quick"], tasks=["mnist"])} == {"mnist"}
     with pytest.raises(ValueError, match="no cells"):
@@ -35,6 +37,9 @@ def test_toml_config(tmp_path):
     assert all("at" not in c for c in cells.values())
     cfg.write_text('[xor]\nT = [4]\nnet = { layers = 3 }\n[xor.at.12]\nn_regs = 1\n')
     with pytest.raises(ValueError, match="'at' names"):
+        expand(load_config(cfg))
+    cfg.write_text('[xor]\nT = [4]\nnet = { layers = 3 }\nat = 3\n')
+    with pytest.raises(ValueError, match="'at' must be a table"):
         expand(load_config(cfg))
     cfg.write_text("[xor\n")
     with pytest.raises(ValueError, match="invalid TOML"):

@@ -51,7 +51,7 @@ PRESETS: dict[str, dict] = {
     # minutes on 2 CPU cores: every task once, the fast methods
     "quick": {
         "seeds": [0],
-        "xor": dict(methods=["cvx", "sg"], T=[6, 8], net=_XOR_NET, n_regs=6,
+        "xor": dict(methods=["cvx", "sg"], T=[6, 8, 11], net=_XOR_NET, n_regs=6, at={11: dict(net=_XOR_WIDE)},
                     sg=dict(net=dict(_XOR_NET, width=100, last_width=200), epochs=60, lrs=[3e-3])),
         "addition": dict(methods=["cvx"], base=[2, 3, 5], net=_ADD_NET, n_regs=4, min_ratio=0.05,
                          grid=dict(beta=[0.0, 0.5])),  # the leak, chosen on validation
@@ -97,7 +97,10 @@ def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None
         if "net" not in table:
             raise ValueError(f"{task}: the config needs a 'net' table (layers, branches, widths)")
         overrides = {m: table.pop(m) for m in METHODS if m in table}
-        at = {str(k): v for k, v in table.pop("at", {}).items()}
+        at = table.pop("at", {})
+        if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
+            raise ValueError(f"{task}: 'at' must be a table of tables keyed by {key} values")
+        at = {str(k): v for k, v in at.items()}
         unknown = sorted(set(at) - {str(v) for v in values})
         if unknown:
             raise ValueError(f"{task}: 'at' names {unknown}, which are not among {key} = {values}")

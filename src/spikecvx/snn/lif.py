@@ -94,7 +94,7 @@ def cpu_state(init, shape: tuple[int, int], dtype: torch.dtype) -> tuple[np.ndar
     """Writable (membrane, previous spike) arrays for the kernel: copies of ``init`` or zeros."""
     if init is None:
         return np.zeros(shape, dtype=_NP[dtype]), np.zeros(shape, dtype=_NP[dtype])
-    u, s = (torch.as_tensor(v).detach().to(dtype).cpu().numpy().copy() for v in init)
+    u, s = (torch.as_tensor(v).detach().to(dtype).cpu().numpy() for v in init)
     return np.broadcast_to(u, shape).copy(), np.broadcast_to(s, shape).copy()
 
 
