@@ -304,10 +304,16 @@ def _prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=10, dept
         if not pen.group:  # Newton step on the support with the signs fixed (exact for squared)
             W_sn = _support_newton(X, G, H, W - t * dW, W, reg, coupled)
             if W_sn is not None:
-                Z_sn = X @ W_sn
-                new = objective(Z_sn, W_sn)
-                if new < obj:
-                    W, Z, obj = W_sn, Z_sn, new
+                # projected step: entries whose sign would flip stop at zero, so the candidate
+                # stays in W's orthant, where the L1 term is linear; backtrack if it does not help
+                for step in (1.0, 0.5, 0.25):
+                    cand = W + step * (W_sn - W)
+                    cand[np.sign(cand) != np.sign(W)] = 0.0
+                    Z_c = X @ cand
+                    new = objective(Z_c, cand)
+                    if new < obj:
+                        W, Z, obj = cand, Z_c, new
+                        break
         history = (history + [W])[-(depth + 1):]
         if len(history) == depth + 1:
             W_acc = _anderson(history)
