@@ -54,7 +54,7 @@ PRESETS: dict[str, dict] = {
         "xor": dict(methods=["cvx", "sg"], T=[6, 8, 11], net=_XOR_NET, n_regs=6, at={11: dict(net=_XOR_WIDE)},
                     sg=dict(net=dict(_XOR_NET, width=100, last_width=200), epochs=60, lrs=[3e-3])),
         "addition": dict(methods=["cvx"], base=[2, 3, 5], net=_ADD_NET, n_regs=4, min_ratio=0.05,
-                         grid=dict(beta=[0.0, 0.5])),  # the leak, chosen on validation
+                         grid=dict(beta=[0.0, 0.5], witness_scale=[1.0, 3.0, 10.0])),  # chosen on validation
         "mnist": dict(methods=["cvx", "sg", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=5, min_ratio=0.01,
                       sg=_MNIST_SG, **{"sg-cvx": _MNIST_SG}),
     },
@@ -65,7 +65,7 @@ PRESETS: dict[str, dict] = {
                     at={11: dict(net=_XOR_WIDE), 14: dict(net=_XOR_WIDE)}, sg=dict(net=_XOR_PAPER)),
         "addition": dict(methods=["sg", "sg-cvx", "sg-sg", "cvx", "cvx-sg"], base=[2, 3, 5], net=_ADD_NET,
                          n_regs=8, min_ratio=0.01,
-                         grid=dict(beta=[0.0, 0.5, 0.9, 0.99], witness_scale=[1.0, 3.0])),
+                         grid=dict(beta=[0.0, 0.5, 0.9, 0.99], witness_scale=[1.0, 3.0, 10.0])),
         "mnist": dict(methods=["cvx", "sg", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=8, min_ratio=0.01,
                       sg=_MNIST_SG_PAPER, **{"sg-cvx": _MNIST_SG_PAPER}),
         "dfa": dict(methods=["cvx", "sg"], symbols=[2, 3, 5], net=_XOR_NET, n_regs=8),
