@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._validation import check_int
 from ..snn import ParallelSNN
 from ..snn._lif_kernel import FEATURE_MEMBRANE, FEATURE_SPIKE, run_kernel
-from ..snn.lif import beta_vector, cpu_state
+from ..snn.lif import KERNEL_DTYPES, beta_vector, cpu_state
 
 
 @dataclass
@@ -153,10 +154,10 @@ def spike_dictionary(
     On the CPU each layer is one matrix product per pass and a compiled scan that writes the
     last layer's binary features straight into the uint8 dictionary; other devices use torch.
     """
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if time_chunk is not None and (isinstance(time_chunk, bool) or int(time_chunk) < 1):
-        raise ValueError(f"time_chunk must be >= 1, got {time_chunk}")
+    if batch_size is not None:
+        check_int("batch_size", batch_size)
+    if time_chunk is not None:
+        check_int("time_chunk", time_chunk)
     x = torch.as_tensor(X)
     if x.dim() != 3:
         raise ValueError(f"X must be 3-D (N, T, d_in), got shape {tuple(x.shape)}")
@@ -173,7 +174,7 @@ def spike_dictionary(
             f"({N * steps} x {net.last_width} uint8 plus one pass); lower batch_size or raise it"
         )
     out = np.empty((N * steps, net.last_width), dtype=np.uint8)
-    on_cpu = net.device.type == "cpu" and net.dtype in (torch.float32, torch.float64)
+    on_cpu = net.device.type == "cpu" and net.dtype in KERNEL_DTYPES
     bar = tqdm(total=N, desc="dictionary", unit="sample", disable=not progress)
     for a in range(0, N, bs):
         xb = x[a : a + bs]
@@ -216,7 +217,7 @@ def _cpu_pass(net: ParallelSNN, x: torch.Tensor, state: list | None, target: np.
     K = net.branches
     widths = [w // K for w in _widths(net)]
     if state is None:
-        state = [tuple(s.reshape(K, n, w) for s in cpu_state(None, (K * n, w), net.dtype)) for w in widths]
+        state = [cpu_state(None, (K, n, w), net.dtype) for w in widths]
     zero_reset = net.reset == "zero"
     last = len(net.hidden) - 1
     h = x.reshape(n * t, -1)  # copies a strided time chunk: 2-D products are the fast path

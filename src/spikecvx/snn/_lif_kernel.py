@@ -70,16 +70,12 @@ def lif_scan_kernel(cur, beta, theta, one, zero_reset, u, r, spikes, mems, feats
                     feats[k, n, 0 if last else t, m] = f
 
 
-def empty_like_output(dtype) -> np.ndarray:
-    """The (0, 0, 0, 0) placeholder the kernel reads as 'do not write this output'."""
-    return np.empty((0, 0, 0, 0), dtype=dtype)
-
-
 def run_kernel(cur, beta, theta, zero_reset, u, r, spikes=None, mems=None, feats=None,
                feat_mode=FEATURE_SPIKE, feat_bias=0.0) -> None:
     """Call ``lif_scan_kernel`` with scalars cast to the currents' dtype and None for skipped outputs."""
     typ = cur.dtype.type
-    none_f, none_b = empty_like_output(cur.dtype), empty_like_output(np.uint8)
+    # an empty (0, 0, 0, 0) array is what the kernel reads as "do not write this output"
+    none_f, none_b = np.empty((0, 0, 0, 0), cur.dtype), np.empty((0, 0, 0, 0), np.uint8)
     lif_scan_kernel(
         cur, beta, typ(theta), typ(1), bool(zero_reset), u, r,
         none_f if spikes is None else spikes, none_f if mems is None else mems,

@@ -66,7 +66,7 @@ def lif_scan(
     check_choice("surrogate", surrogate, SURROGATE_GRADS)
 
     needs_grad = torch.is_grad_enabled() and currents.requires_grad
-    if not needs_grad and currents.device.type == "cpu" and currents.dtype in _KERNEL_DTYPES:
+    if not needs_grad and currents.device.type == "cpu" and currents.dtype in KERNEL_DTYPES:
         batch_major = currents if time_dim == 1 else currents.transpose(0, 1)
         spikes, mems = _scan_cpu(batch_major, beta, theta, reset, init)
         return (spikes, mems) if time_dim == 1 else (spikes.transpose(0, 1), mems.transpose(0, 1))
@@ -81,7 +81,7 @@ def lif_scan(
     return spikes, mems
 
 
-_KERNEL_DTYPES = (torch.float32, torch.float64)
+KERNEL_DTYPES = (torch.float32, torch.float64)  # what the compiled CPU scan handles
 
 
 def beta_vector(beta, width: int, dtype: torch.dtype) -> np.ndarray:
@@ -90,7 +90,7 @@ def beta_vector(beta, width: int, dtype: torch.dtype) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(b, (width,)))
 
 
-def cpu_state(init, shape: tuple[int, int], dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+def cpu_state(init, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
     """Writable (membrane, previous spike) arrays for the kernel: copies of ``init`` or zeros."""
     if init is None:
         return np.zeros(shape, dtype=_NP[dtype]), np.zeros(shape, dtype=_NP[dtype])
