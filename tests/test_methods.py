@@ -46,6 +46,28 @@ def test_path_norm_regulariser_shrinks_readout():
     assert float(path_norm(reg).detach()) < float(path_norm(plain).detach())
 
 
+def test_weight_decay_shrinks_weights_and_augment_sees_every_batch():
+    (Xtr, ytr), (Xva, yva), _ = _xor()
+    plain, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=15, lrs=(1e-2,), seed=0)
+    decayed, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=15, lrs=(1e-2,), seed=0, weight_decay=5.0)
+    norm = lambda net: sum(float(p.detach().norm() ** 2) for p in net.parameters())  # noqa: E731
+    assert norm(decayed) < 0.5 * norm(plain)
+    seen = []
+
+    def flip_sign(X, gen):  # flips the input: a network fit on it must differ
+        seen.append(X.shape[0])
+        return -X
+
+    aug, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=2, lrs=(1e-2,), seed=0, batch_size=64, augment=flip_sign)
+    assert seen == [64, 64, 64, 64, 44] * 2  # every training batch, never validation
+    ref, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=2, lrs=(1e-2,), seed=0, batch_size=64)
+    assert not all(torch.equal(p, q) for p, q in zip(aug.parameters(), ref.parameters()))
+    with pytest.raises(ValueError, match="weight_decay"):
+        fit_sg(Xtr, ytr, Xva, yva, NET, epochs=1, weight_decay=-1.0)
+    with pytest.raises(ValueError, match="augment"):
+        fit_sg(Xtr, ytr, Xva, yva, NET, epochs=1, augment=3)
+
+
 def test_sg_cvx_keeps_sg_witnesses_and_certifies():
     (Xtr, ytr), (Xva, yva), (Xte, yte) = _xor()
     sg, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=20, lrs=(1e-2,), seed=0)

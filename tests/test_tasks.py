@@ -9,6 +9,7 @@ from spikecvx.tasks import (
     chunk_images,
     dfa_dataset,
     load_mnist,
+    mnist_shift_augment,
     oracle_step,
     random_dfa,
     rollout,
@@ -103,6 +104,39 @@ def test_mnist_loader_and_chunks():
     data = sequential_mnist(4, 300, 100, 50, seed=1)
     assert data["train"][0].shape == (300, 4, 196) and data["test"][1].shape == (50,)
     assert data["train"][0].max() <= 1.0
+
+
+@pytest.mark.parametrize("T", [4, 3])
+def test_mnist_shift_augment_moves_each_image_by_a_small_shift(T):
+    import torch
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, size=(40, 28, 28)).astype(np.uint8)  # no zero pixel: shifts are unique
+    X = torch.as_tensor(chunk_images(images, T))
+    out = mnist_shift_augment(T, 1)(X, torch.Generator().manual_seed(0))
+    assert out.shape == X.shape and out.dtype == X.dtype
+    flat = out.reshape(40, -1)
+    assert torch.all(flat[:, 784:] == 0)  # chunk padding stays zero
+    moved = flat[:, :784].reshape(40, 28, 28).numpy()
+    found = set()
+    for i in range(40):  # brute force: exactly one shift (dy, dx) with zero fill gives each output
+        img = images[i] / 255.0
+        hits = []
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                ref = np.zeros((30, 30))
+                ref[1 + dy:29 + dy, 1 + dx:29 + dx] = img
+                if np.allclose(moved[i], ref[1:29, 1:29], atol=1e-6):
+                    hits.append((dy, dx))
+        assert len(hits) == 1
+        found.add(hits[0])
+    assert len(found) >= 6  # shifts vary across images
+    same = mnist_shift_augment(T, 0)(X, torch.Generator().manual_seed(0))
+    assert torch.equal(same, X)
+    with pytest.raises(ValueError, match="chunked MNIST"):
+        mnist_shift_augment(T, 1)(X[:, :, :10], torch.Generator())
+    with pytest.raises(ValueError, match="max_shift"):
+        mnist_shift_augment(T, -1)
 
 
 def test_mnist_missing_data_is_a_clear_error(monkeypatch):

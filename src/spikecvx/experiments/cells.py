@@ -15,6 +15,7 @@ from ..tasks import (
     addition_metrics,
     dfa_dataset,
     first_last_xor,
+    mnist_shift_augment,
     random_dfa,
     rollout,
     sequential_mnist,
@@ -43,14 +44,17 @@ def _slim(report: dict) -> dict:
     return out
 
 
-def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, cell):
-    """Train with ``method``; the hybrids fine-tune on the disjoint split (Xft, yft)/(Xfv, yfv)."""
+def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, cell, augment=None):
+    """Train with ``method``; the hybrids fine-tune on the disjoint split (Xft, yft)/(Xfv, yfv).
+
+    ``augment`` transforms the training mini-batches of every SG stage (see ``train_sg``)."""
     seed = cell["seed"]
     cvx_kw = dict(n_regs=cell.get("n_regs", 8), min_ratio=cell.get("min_ratio", 1e-3),
                   grid=cell.get("grid"), witness_scale=cell.get("witness_scale", 1.0),
                   tol=cell.get("tol", 1e-6))
     sg_kw = dict(epochs=cell.get("epochs", 100), lrs=tuple(cell.get("lrs", (1e-3, 3e-3, 1e-2))),
-                 batch_size=cell.get("batch_size"))
+                 batch_size=cell.get("batch_size"), weight_decay=cell.get("weight_decay", 0.0),
+                 augment=augment)
     if method == "cvx":
         return fit_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **cvx_kw)
     if method == "sg":
@@ -73,7 +77,7 @@ def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, c
 
 def _predict_last(net, X) -> np.ndarray:
     with torch.no_grad():
-        return net(torch.as_tensor(X)).numpy()
+        return net(torch.as_tensor(X)).cpu().numpy()
 
 
 def run_xor(cell: dict) -> dict:
@@ -108,12 +112,12 @@ def run_addition(cell: dict) -> dict:
     def step(x, state):
         with torch.no_grad():
             out, state = net.step(torch.as_tensor(x), state)
-        out = out.numpy()
+        out = out.cpu().numpy()
         return out[:, :base], out[:, base:], state
 
     metrics = {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
     with torch.no_grad():  # teacher-forced token accuracy on the ID test set, for diagnosis
-        out = net(torch.as_tensor(tests[lengths[0]].X)).numpy()
+        out = net(torch.as_tensor(tests[lengths[0]].X)).cpu().numpy()
     tf_sum = float(np.mean(np.argmax(out[..., :base], -1) == tests[lengths[0]].sum))
     return dict(headline=metrics[str(lengths[0])]["joint"], metrics=metrics, teacher_forced_sum=tf_sum,
                 chance=1.0 / base, certificates=_certificates(rep), report=_slim(rep))
@@ -126,7 +130,9 @@ def run_mnist(cell: dict) -> dict:
     (Xtr, ytr), (Xva, yva), (Xte, yte) = data["train"], data["val"], data["test"]
     net_kw = dict(cell["net"], readout=cell["net"].get("readout", "membrane"), readout_at="last")
     heads = [Head("digit", 10, cell.get("loss", "softmax"))]
-    net, rep = _train(cell["method"], Xtr, ytr, Xva, yva, Xva, yva, Xtr, ytr, net_kw, heads, cell)
+    shift = cell.get("shift", 0)  # SG stages: random shifts of up to `shift` pixels
+    augment = mnist_shift_augment(cell["T"], shift) if shift else None
+    net, rep = _train(cell["method"], Xtr, ytr, Xva, yva, Xva, yva, Xtr, ytr, net_kw, heads, cell, augment)
     acc = float(np.mean(np.argmax(_predict_last(net, Xte), axis=1) == yte))
     return dict(headline=acc, test_acc=acc, chance=0.1, certificates=_certificates(rep), report=_slim(rep))
 

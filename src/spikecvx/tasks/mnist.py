@@ -88,3 +88,35 @@ def sequential_mnist(T: int = 4, n_train: int = 6000, n_val: int = 2000, n_test:
     return {"train": (chunk_images(xtr[tr], T), ytr[tr].astype(np.int64)),
             "val": (chunk_images(xtr[va], T), ytr[va].astype(np.int64)),
             "test": (chunk_images(xte[te], T), yte[te].astype(np.int64))}
+
+
+def mnist_shift_augment(T: int, max_shift: int = 2):
+    """Mini-batch augmenter for ``train_sg``: shifts each image by up to ``max_shift`` pixels.
+
+    Works on chunked batches (N, T, ceil(784 / T)): the images are rebuilt, each moved by its own
+    random (dy, dx) in [-max_shift, max_shift] with zero fill, and chunked again. Small shifts
+    are the classic cheap regulariser for MNIST when training images are few.
+    """
+    import torch
+
+    T = check_int("T", T)
+    max_shift = check_int("max_shift", max_shift, minimum=0)
+    d = math.ceil(784 / T)
+    span = 2 * max_shift + 1
+
+    def augment(X: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if X.dim() != 3 or X.shape[1:] != (T, d):
+            raise ValueError(f"X must be (N, {T}, {d}) chunked MNIST, got {tuple(X.shape)}")
+        n = X.shape[0]
+        img = X.reshape(n, T * d)[:, :784].reshape(n, 28, 28)
+        pad = torch.nn.functional.pad(img, (max_shift,) * 4)
+        shifts = torch.randint(0, span, (2, n), generator=generator).to(X.device)
+        grid = torch.arange(28, device=X.device)
+        rows = (shifts[0][:, None] + grid)[:, :, None]                       # (n, 28, 1)
+        cols = (shifts[1][:, None] + grid)[:, None, :]                       # (n, 1, 28)
+        moved = pad[torch.arange(n, device=X.device)[:, None, None], rows, cols]
+        out = torch.zeros(n, T * d, dtype=X.dtype, device=X.device)
+        out[:, :784] = moved.reshape(n, 784)
+        return out.reshape(n, T, d)
+
+    return augment

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from tqdm.auto import tqdm
 from .._validation import check_finite, check_int, check_positive
 from ..snn import ParallelSNN
 from .heads import Head, check_targets, head_loss, head_slices
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def default_heads(net: ParallelSNN) -> list[Head]:
@@ -63,8 +66,8 @@ def _objective(net, X, targets, heads, slices, weights_sum):
 
 def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head] | None = None,
              lrs=(1e-3, 3e-3, 1e-2), epochs: int = 100, batch_size: int | None = None,
-             path_norm_reg: float = 0.0, patience: int = 20, seed: int = 0,
-             progress: bool = False) -> tuple[ParallelSNN, dict]:
+             path_norm_reg: float = 0.0, weight_decay: float = 0.0, augment: Augment | None = None,
+             patience: int = 20, seed: int = 0, progress: bool = False) -> tuple[ParallelSNN, dict]:
     """Train ``net`` (not modified) by surrogate gradients; returns (best network, report).
 
     Args:
@@ -75,6 +78,9 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
         epochs: maximum passes over the training data per learning rate.
         batch_size: None for full batch.
         path_norm_reg: weight of the path-norm regulariser (0: none).
+        weight_decay: decoupled weight decay of AdamW (0: plain Adam).
+        augment: ``augment(X_batch, generator) -> X_batch`` applied to every training mini-batch
+            (for example ``spikecvx.tasks.mnist_shift_augment``); labels are unchanged.
         patience: epochs without validation improvement before stopping; the learning rate
             halves after patience // 2 (ReduceLROnPlateau).
     """
@@ -87,6 +93,9 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
         raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
     epochs = check_int("epochs", epochs)
     check_positive("path_norm_reg", path_norm_reg, allow_zero=True)
+    check_positive("weight_decay", weight_decay, allow_zero=True)
+    if augment is not None and not callable(augment):
+        raise ValueError(f"augment must be callable(X, generator) or None, got {type(augment).__name__}")
     if not lrs:
         raise ValueError("lrs must hold at least one learning rate")
     for lr in lrs:
@@ -108,7 +117,7 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         model = copy.deepcopy(net).train()
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 2))
         run_best, run_state, stale, history = math.inf, None, 0, []
         bar = tqdm(range(epochs), desc=f"SG lr={lr:g}", disable=not progress, leave=False)
@@ -117,7 +126,8 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
             for a in range(0, n, bs):
                 idx = order[a:a + bs]
                 rows = _row_index(idx, model, X_train.shape[1])
-                loss = _objective(model, X_train[idx], [y[rows] for y in ytr], heads, slices, wsum)
+                xb = X_train[idx] if augment is None else augment(X_train[idx], gen)
+                loss = _objective(model, xb, [y[rows] for y in ytr], heads, slices, wsum)
                 if path_norm_reg:
                     loss = loss + path_norm_reg * path_norm(model)
                 opt.zero_grad()
