@@ -14,9 +14,9 @@ Algorithm (chosen for binary dictionaries, which are badly conditioned; see ``_k
   (like scikit-learn) needed 18 s and ~25000 epochs; with these two accelerations 0.7-1.5 s to
   a gap of 1e-15.
 * Hinge losses with elementwise L1 are linear programs: the working-set problem is solved
-  **exactly by HiGHS** (scipy), whose dual multipliers give the dual point, so the outer loop is
-  column generation. Hinge with group L1 (not an LP)
-  uses the same column generation with an exact second-order cone solve (Clarabel).
+  **exactly by HiGHS** (highspy, interior point + crossover), whose dual multipliers give the
+  dual point, so the outer loop is column generation. Hinge with group L1 (not an LP) uses the
+  same column generation with an exact second-order cone solve (Clarabel).
 
 The reported gap is primal(W) - dual(U) for an explicitly feasible U, so it bounds the
 suboptimality of W whatever the algorithm did.
@@ -24,6 +24,8 @@ suboptimality of W whatever the algorithm did.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +33,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from .._validation import check_choice, check_positive
 from ._kernels import quadratic_model_cd
@@ -166,6 +167,8 @@ def solve(
         # solution never drags every column into the inner solver
         stalled = gap > 0.5 * prev_gap
         ws_size = min(M.p, max(ws_min, 2 * len(support), 2 * ws_size if stalled else 0))
+        if isinstance(fit, Hinge) and ws_size > M.p // 2:
+            ws_size = M.p  # an exact LP on most columns costs about what it costs on all of them
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
         X = M.columns(ws)
@@ -429,25 +432,59 @@ def _hinge_socp(X, Y, reg):
     return W, alpha
 
 
+def _quiet_highs():
+    """A ``highspy.Highs`` instance; the licence banner its first construction prints to the C-level
+    stdout is swallowed so that it does not break progress bars."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _hinge_lp(X, Y, reg):
     """Hinge + L1 on a working set as one LP per output column, solved exactly by HiGHS.
 
     min (1/n) sum xi + reg * sum(w+ + w-)  s.t.  xi_i >= 1 - y_i x_i (w+ - w-),  w+, w-, xi >= 0.
-    The constraint multipliers mu_i in [0, 1/n] give the dual alpha_i = n mu_i.
+    The constraint multipliers mu_i in [0, 1/n] give the dual alpha_i = n mu_i. HiGHS's interior
+    point method with crossover (a vertex, exact multipliers) is called through highspy: on the
+    dense 2000 x 1000 benchmark LP it took 8.7 s against 26.5 s for its dual simplex and 14.8 s for
+    the same IPM through scipy's ``linprog``.
     """
+    import highspy
+
     n, p = X.shape
     C = Y.shape[1]
     W = np.zeros((p, C))
     alpha = np.zeros((n, C))
-    cost = np.concatenate([np.full(2 * p, reg), np.full(n, 1.0 / n)])
+    nv = 2 * p + n
     for c in range(C):
-        yX = sp.csr_matrix(Y[:, c : c + 1] * X)
-        A = sp.hstack([-yX, yX, -sp.identity(n, format="csr")], format="csr")
-        res = linprog(cost, A_ub=A, b_ub=-np.ones(n), bounds=(0, None), method="highs",
-                      options=dict(primal_feasibility_tolerance=1e-10,
-                                   dual_feasibility_tolerance=1e-10))
-        if res.status != 0:
-            raise RuntimeError(f"HiGHS failed on the hinge LP: {res.message}")
-        W[:, c] = res.x[:p] - res.x[p : 2 * p]
-        alpha[:, c] = np.clip(-n * res.ineqlin.marginals, 0.0, 1.0)
+        yX = sp.csc_matrix(Y[:, c : c + 1] * X)
+        A = sp.hstack([-yX, yX, -sp.identity(n, format="csc")], format="csc")
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = nv, n
+        lp.col_cost_ = np.concatenate([np.full(2 * p, reg), np.full(n, 1.0 / n)])
+        lp.col_lower_, lp.col_upper_ = np.zeros(nv), np.full(nv, highspy.kHighsInf)
+        lp.row_lower_, lp.row_upper_ = np.full(n, -highspy.kHighsInf), -np.ones(n)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = A.indptr, A.indices, A.data
+        h = _quiet_highs()
+        for key, value in (("output_flag", False), ("solver", "ipm"), ("run_crossover", "on"),
+                           ("primal_feasibility_tolerance", 1e-10), ("dual_feasibility_tolerance", 1e-10),
+                           ("ipm_optimality_tolerance", 1e-10), ("threads", 1)):
+            h.setOptionValue(key, value)
+        h.passModel(lp)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(h.getModelStatus())}")
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)
+        W[:, c] = x[:p] - x[p : 2 * p]
+        alpha[:, c] = np.clip(-n * np.asarray(sol.row_dual), 0.0, 1.0)
     return W, alpha
