@@ -134,13 +134,25 @@ def main() -> None:
 
         D, y = binary_problem(2000, 1000, "squared")
         reg = reg_max(D, y) / 20
-        r = solve(D, y, "squared", "l1", reg=reg)
+        solve(*binary_problem(50, 20, "squared"), "squared", reg=0.01)  # compile this loss's kernels
+        runs = [solve(D, y, "squared", "l1", reg=reg) for _ in range(3)]  # sub-second: best of 3
+        r = min(runs, key=lambda res: res.time)
         Df = D.astype(float)
-        t0 = time.perf_counter()
-        m = Lasso(alpha=reg, fit_intercept=False, tol=1e-10, max_iter=100000).fit(Df, y)
-        t = time.perf_counter() - t0
-        v = 0.5 * np.mean((Df @ m.coef_ - y) ** 2) + reg * np.abs(m.coef_).sum()
-        row("2000x1000 squared+L1", r.time, r.primal, r.rel_gap, "scikit-learn Lasso", t, v)
+        others = [("scikit-learn Lasso", Lasso)]
+        for module, name in (("skglm", "skglm Lasso"), ("celer", "celer Lasso")):  # optional
+            try:
+                others.append((name, __import__(module).Lasso))
+            except ImportError:
+                print(f"| ({module} not installed: `pip install {module}` adds its row) |", flush=True)
+        for name, cls in others:
+            cls(alpha=reg, fit_intercept=False).fit(Df[:50], y[:50])  # compile / warm up first
+            t = np.inf
+            for _ in range(3):
+                t0 = time.perf_counter()
+                m = cls(alpha=reg, fit_intercept=False, tol=1e-10, max_iter=100000).fit(Df, y)
+                t = min(t, time.perf_counter() - t0)
+            v = 0.5 * np.mean((Df @ m.coef_ - y) ** 2) + reg * np.abs(m.coef_).sum()
+            row("2000x1000 squared+L1", r.time, r.primal, r.rel_gap, name, t, v)
 
     if args.large:
         D, y = binary_problem(20000, 50000, "squared")
