@@ -1,8 +1,9 @@
 """Surrogate-gradient (SG) training of a ``ParallelSNN``: the baseline and the fine-tuning stage.
 
-Adam with a learning-rate grid chosen on validation, ReduceLROnPlateau, early stopping, the best
-state (lowest validation loss) kept, optional path-norm regulariser, several heads on one trunk,
-losses at the last step or at every step. The forward pass is the same ``ParallelSNN`` code that
+AdamW (plain Adam at weight_decay=0) with a learning-rate grid chosen on validation,
+ReduceLROnPlateau, early stopping, the best state (lowest validation loss) kept, optional path-norm
+regulariser and mini-batch augmentation, several heads on one trunk, losses at the last step or at
+every step. The forward pass is the same ``ParallelSNN`` code that
 builds spike dictionaries, so an SG network is a valid witness for SG-CVX as it stands.
 """
 
