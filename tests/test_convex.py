@@ -93,6 +93,21 @@ def test_matches_cvxpy_and_gap_bounds_suboptimality(loss, pen):
     assert res.n_nonzero_rows > 0
 
 
+@pytest.mark.parametrize("method", ["simplex", "ipm"])
+@pytest.mark.parametrize("loss", ["hinge", "hinge_ovr"])
+def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, method, loss):
+    from spikecvx.convex import solver
+
+    D, y = _problem(loss, n=80, p=30, seed=11)
+    reg = reg_max(D, y, loss, "l1") / 10
+    monkeypatch.setattr(solver, "_lp_method", lambda n, p: method)  # small problems use simplex
+    res = solve(D, y, loss, "l1", reg=reg, tol=1e-9)
+    ref = _cvxpy_objective(D, y, loss, "l1", reg)
+    assert res.converged and res.rel_gap <= 1e-9
+    assert abs(_objective(D, y, loss, "l1", reg, res.coef) - ref) <= 1e-6 * max(1.0, abs(ref))
+    assert res.dual <= ref + 1e-7
+
+
 @pytest.mark.parametrize("loss,pen", PAIRS)
 def test_reg_max_gives_zero_and_below_does_not(loss, pen):
     D, y = _problem(loss, seed=1)

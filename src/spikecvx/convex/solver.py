@@ -168,6 +168,8 @@ def solve(
         # solution never drags every column into the inner solver
         stalled = gap > 0.5 * prev_gap
         ws_size = min(M.p, max(ws_min, 2 * len(support), 2 * ws_size if stalled else 0))
+        if isinstance(fit, Hinge) and ws_size >= _IPM_MIN_COLUMNS and 2 * ws_size > M.p:
+            ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
         X = M.columns(ws)
@@ -447,9 +449,12 @@ def _quiet_highs():
         os.close(saved)
 
 
+_IPM_MIN_COLUMNS = 500
+
+
 def _lp_method(n: int, p: int) -> str:
     """HiGHS's dual simplex for small working sets, its interior point method for large ones."""
-    return "ipm" if p >= 500 else "simplex"
+    return "ipm" if p >= _IPM_MIN_COLUMNS else "simplex"
 
 
 def _hinge_lp(X, Y, reg):

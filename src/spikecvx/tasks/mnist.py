@@ -90,7 +90,7 @@ def sequential_mnist(T: int = 4, n_train: int = 6000, n_val: int = 2000, n_test:
             "test": (chunk_images(xte[te], T), yte[te].astype(np.int64))}
 
 
-def mnist_shift_augment(T: int, max_shift: int = 2):
+def mnist_shift_augment(T: int, max_shift: int = 1):
     """Mini-batch augmenter for ``train_sg``: shifts each image by up to ``max_shift`` pixels.
 
     Works on chunked batches (N, T, ceil(784 / T)): the images are rebuilt, each moved by its own
