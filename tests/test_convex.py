@@ -100,7 +100,7 @@ def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, metho
 
     D, y = _problem(loss, n=80, p=30, seed=11)
     reg = reg_max(D, y, loss, "l1") / 10
-    monkeypatch.setattr(solver, "_lp_method", lambda n, p: method)  # small problems use simplex
+    monkeypatch.setattr(solver, "_lp_method", lambda p: method)  # small problems use simplex
     res = solve(D, y, loss, "l1", reg=reg, tol=1e-9)
     ref = _cvxpy_objective(D, y, loss, "l1", reg)
     assert res.converged and res.rel_gap <= 1e-9

@@ -452,7 +452,7 @@ def _quiet_highs():
 _IPM_MIN_COLUMNS = 500
 
 
-def _lp_method(n: int, p: int) -> str:
+def _lp_method(p: int) -> str:
     """HiGHS's dual simplex for small working sets, its interior point method for large ones."""
     return "ipm" if p >= _IPM_MIN_COLUMNS else "simplex"
 
@@ -475,18 +475,19 @@ def _hinge_lp(X, Y, reg):
     W = np.zeros((p, C))
     alpha = np.zeros((n, C))
     nv = 2 * p + n
+    lp = highspy.HighsLp()  # everything but the constraint matrix is shared by the output columns
+    lp.num_col_, lp.num_row_ = nv, n
+    lp.col_cost_ = np.concatenate([np.full(2 * p, reg), np.full(n, 1.0 / n)])
+    lp.col_lower_, lp.col_upper_ = np.zeros(nv), np.full(nv, highspy.kHighsInf)
+    lp.row_lower_, lp.row_upper_ = np.full(n, -highspy.kHighsInf), -np.ones(n)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    slack = -sp.identity(n, format="csc")
     for c in range(C):
         yX = sp.csc_matrix(Y[:, c : c + 1] * X)
-        A = sp.hstack([-yX, yX, -sp.identity(n, format="csc")], format="csc")
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = nv, n
-        lp.col_cost_ = np.concatenate([np.full(2 * p, reg), np.full(n, 1.0 / n)])
-        lp.col_lower_, lp.col_upper_ = np.zeros(nv), np.full(nv, highspy.kHighsInf)
-        lp.row_lower_, lp.row_upper_ = np.full(n, -highspy.kHighsInf), -np.ones(n)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        A = sp.hstack([-yX, yX, slack], format="csc")
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = A.indptr, A.indices, A.data
         h = _quiet_highs()
-        for key, value in (("output_flag", False), ("solver", _lp_method(n, p)), ("run_crossover", "on"),
+        for key, value in (("output_flag", False), ("solver", _lp_method(p)), ("run_crossover", "on"),
                            ("primal_feasibility_tolerance", 1e-10), ("dual_feasibility_tolerance", 1e-10),
                            ("ipm_optimality_tolerance", 1e-10), ("threads", 1)):
             h.setOptionValue(key, value)
