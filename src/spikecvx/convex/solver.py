@@ -355,19 +355,8 @@ def _support_newton(X, G, H, W0, W, reg, coupled, max_cg=50, dense_max=2000):
     grad *= mask
     rows, cls = np.nonzero(mask)
     if len(rows) <= dense_max:
-        A = np.asarray(X[:, rows], dtype=np.float64)
-        AQ = A * H[:, cls]
-        hess = (AQ.T @ A) * (cls[:, None] == cls[None, :])
-        if coupled:
-            hess -= AQ.T @ AQ
-        hess /= n
-        hess[np.diag_indices_from(hess)] += 1e-12 * max(1.0, float(np.trace(hess)) / len(rows))
-        try:
-            step_s = scipy.linalg.solve(hess, grad[rows, cls], assume_a="pos")
-        except (np.linalg.LinAlgError, ValueError):
-            step_s = np.linalg.lstsq(hess, grad[rows, cls], rcond=None)[0]
         step = np.zeros_like(W)
-        step[rows, cls] = step_s
+        step[rows, cls] = _dense_newton_step(X, H, rows, cls, grad[rows, cls], coupled)
         return W - step
     step = np.zeros_like(W)
     r = grad.copy()
@@ -388,6 +377,36 @@ def _support_newton(X, G, H, W0, W, reg, coupled, max_cg=50, dense_max=2000):
         d = r + (rr_new / rr) * d
         rr = rr_new
     return W - step
+
+
+def _dense_newton_step(X, H, rows, cls, grad, coupled):
+    """Solve hess @ step = grad for the support entries (rows[k], cls[k]), hess formed explicitly.
+
+    Entries are grouped by class so the per-class blocks A_c^T diag(H_c) A_c are contiguous (the
+    only non-zero blocks unless ``coupled``, where the softmax term -(A*P)^T (A*P) fills the rest).
+    The products and the Cholesky factorisation go through numpy's BLAS/LAPACK (see ``solve`` on
+    threads).
+    """
+    n = X.shape[0]
+    order = np.argsort(cls, kind="stable")
+    rows, cls = rows[order], cls[order]
+    A = np.asfortranarray(X[:, rows], dtype=np.float64)
+    AQ = A * H[:, cls]
+    s = len(rows)
+    hess = (AQ.T @ AQ) / -n if coupled else np.zeros((s, s))
+    bounds = np.flatnonzero(np.diff(np.concatenate([[-1], cls, [-1]])))
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        hess[lo:hi, lo:hi] += (AQ[:, lo:hi].T @ A[:, lo:hi]) / n
+    diag = np.diag_indices(s)
+    hess[diag] += 1e-12 * max(1.0, float(np.sum(hess[diag])) / s)
+    try:
+        L = np.linalg.cholesky(hess)
+        step = scipy.linalg.cho_solve((L, True), grad[order], check_finite=False)
+    except np.linalg.LinAlgError:  # not positive definite numerically
+        step = np.linalg.lstsq(hess, grad[order], rcond=None)[0]
+    out = np.empty(s)
+    out[order] = step
+    return out
 
 
 def _hinge_socp(X, Y, reg):
