@@ -108,6 +108,31 @@ def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, metho
     assert res.dual <= ref + 1e-7
 
 
+@pytest.mark.parametrize("loss,pen", [("hinge", "l1"), ("hinge_ovr", "l1"), ("hinge_ovr", "group_l1")])
+def test_hinge_lps_merge_repeated_samples_without_changing_the_optimum(monkeypatch, loss, pen):
+    from spikecvx.convex import solver
+
+    D, y = _problem(loss, n=30, p=12, seed=7)
+    pick = np.random.default_rng(1).integers(0, 30, size=150)  # 150 samples, at most 30 distinct
+    D, y = D[pick], y[pick]
+    seen = []
+    distinct = solver._distinct_rows
+
+    def recording(X, Y):
+        out = distinct(X, Y)
+        seen.append(len(out[0]))
+        return out
+
+    monkeypatch.setattr(solver, "_distinct_rows", recording)
+    reg = reg_max(D, y, loss, pen) / 10
+    res = solve(D, y, loss, pen, reg=reg, tol=1e-9)
+    ref = _cvxpy_objective(D, y, loss, pen, reg)
+    assert res.converged and res.rel_gap <= 1e-9
+    assert abs(_objective(D, y, loss, pen, reg, res.coef) - ref) <= 1e-6 * max(1.0, abs(ref))
+    assert res.dual <= ref + 1e-7
+    assert seen and max(seen) <= 30  # the LPs saw the distinct samples only
+
+
 @pytest.mark.parametrize("loss,pen", PAIRS)
 def test_reg_max_gives_zero_and_below_does_not(loss, pen):
     D, y = _problem(loss, seed=1)
