@@ -91,7 +91,7 @@ def main() -> None:
     ap.add_argument("--large", action="store_true", help="also n=20000, P=50000 (spikecvx alone)")
     ap.add_argument("--cvxpy-limit", type=float, default=0.0, metavar="SECONDS",
                     help="also run CVXPY + Clarabel on the MNIST dictionary, stopped after SECONDS "
-                         "(mnist-part: its limit, default 1200)")
+                         "(mnist-part: its limit, default 2400)")
     ap.add_argument("--instances", nargs="+", default=["xor", "softmax", "mnist", "lasso"],
                     choices=["xor", "softmax", "mnist", "mnist-part", "lasso"],
                     help="mnist-part: the first 2000 rows and 512 columns of the MNIST dictionary, "
@@ -138,7 +138,7 @@ def main() -> None:
         D, y = D[:2000, :512], y[:2000]
         reg = reg_max(D, y, "softmax") / 10
         r = min((solve(D, y, "softmax", "l1", reg=reg) for _ in range(3)), key=lambda res: res.time)
-        limit = args.cvxpy_limit or 1200.0
+        limit = args.cvxpy_limit or 2400.0
         t, v = cvxpy_solve(D.astype(float), y, "softmax", reg, time_limit=limit)
         row("MNIST dictionary part 2000x512 softmax+L1, reg_max/10", r.time, r.primal, r.rel_gap,
             "CVXPY+Clarabel", t, float("nan") if v is None else v, at_least=v is None)
