@@ -253,3 +253,23 @@ def test_path_warm_starts_and_selection():
     best, scores = select(results, D, y)
     assert scores[next(i for i, r in enumerate(results) if r is best)] == max(scores)
     assert np.mean(predict(best, D) == y) == max(scores)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_dense_newton_step_matches_the_hessian_written_out(coupled):
+    from spikecvx.convex.solver import _dense_newton_step
+
+    rng = np.random.default_rng(4)
+    n, p, C = 60, 9, 4
+    X = np.asfortranarray((rng.random((n, p)) < 0.5).astype(float))
+    H = rng.dirichlet(np.ones(C), size=n) if coupled else rng.random((n, C)) + 0.1
+    rows, cls = np.nonzero(rng.random((p, C)) < 0.4)  # support entries, row-major as np.nonzero gives
+    grad = rng.normal(size=len(rows))
+    # reference: hess[(j,c),(k,d)] = (1/n) sum_i x_ij x_ik (delta_cd H_ic - [coupled] H_ic H_id)
+    A = X[:, rows]
+    hess = (A * H[:, cls]).T @ A * (cls[:, None] == cls[None, :])
+    if coupled:
+        hess -= (A * H[:, cls]).T @ (A * H[:, cls])
+    hess /= n
+    step = _dense_newton_step(X, H, rows, cls, grad, coupled)
+    np.testing.assert_allclose(hess @ step, grad, rtol=1e-6, atol=1e-8)
