@@ -16,7 +16,8 @@ Algorithm (chosen for binary dictionaries, which are badly conditioned; see ``_k
 * Hinge losses with elementwise L1 are linear programs: the working-set problem is solved
   **exactly by HiGHS** (highspy: dual simplex on small working sets, interior point + crossover
   on large ones) over the distinct samples (spike dictionaries repeat rows), whose dual
-  multipliers give the dual point, so the outer loop is column generation. Hinge with group L1
+  multipliers give the dual point, so the outer loop is column generation (every column that
+  violates its dual constraint enters the next LP at once). Hinge with group L1
   (not an LP) uses the same column generation with an exact second-order cone solve (Clarabel).
 
 The reported gap is primal(W) - dual(U) for an explicitly feasible U, so it bounds the
@@ -168,6 +169,10 @@ def solve(
         # solution never drags every column into the inner solver
         stalled = gap > 0.5 * prev_gap
         ws_size = min(M.p, max(ws_min, 2 * len(support), 2 * ws_size if stalled else 0))
+        n_viol = int(np.count_nonzero(np.isfinite(priority) & (priority < 0)))
+        if isinstance(fit, Hinge) and n_viol:
+            # the LP is solved exactly, so every violated column enters at once (column generation)
+            ws_size = min(M.p, max(ws_min, 2 * len(support), len(support) + n_viol))
         if isinstance(fit, Hinge) and ws_size >= _IPM_MIN_COLUMNS and 2 * ws_size > M.p:
             ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
