@@ -169,12 +169,13 @@ def solve(
         # solution never drags every column into the inner solver
         stalled = gap > 0.5 * prev_gap
         ws_size = min(M.p, max(ws_min, 2 * len(support), 2 * ws_size if stalled else 0))
-        n_viol = int(np.count_nonzero(np.isfinite(priority) & (priority < 0)))
-        if isinstance(fit, Hinge) and n_viol:
+        if isinstance(fit, Hinge):
             # the LP is solved exactly, so every violated column enters at once (column generation)
-            ws_size = min(M.p, max(ws_min, 2 * len(support), len(support) + n_viol))
-        if isinstance(fit, Hinge) and ws_size >= _IPM_MIN_COLUMNS and 2 * ws_size > M.p:
-            ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
+            n_viol = int(np.count_nonzero(np.isfinite(priority) & (priority < 0)))
+            if n_viol:
+                ws_size = min(M.p, max(ws_min, 2 * len(support), len(support) + n_viol))
+            if ws_size >= _IPM_MIN_COLUMNS and 2 * ws_size > M.p:
+                ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
         X = M.columns(ws)
