@@ -1,11 +1,19 @@
-"""Small argument checks shared by every layer: errors name the argument and what was expected."""
+"""Small argument checks shared by every layer: errors name the argument and what was expected.
+
+This module imports numpy only; torch tensors are recognised by duck typing, so the convex
+engine (which must not import torch) can use every check here.
+"""
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
-import torch
+
+
+def _is_torch_tensor(value) -> bool:
+    return type(value).__module__.startswith("torch") and hasattr(value, "is_floating_point")
 
 
 def check_finite(name: str, value) -> None:
@@ -15,7 +23,11 @@ def check_finite(name: str, value) -> None:
     needs no temporary the size of the input; only when the sum is not finite (a bad entry, or
     overflow) is every entry tested.
     """
-    if isinstance(value, torch.Tensor):
+    if _is_torch_tensor(value):
+        import torch
+
+        if value.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got complex dtype {value.dtype}")
         if value.is_floating_point() and value.numel():
             if bool(torch.isfinite(value.sum())):
                 return
@@ -23,7 +35,9 @@ def check_finite(name: str, value) -> None:
                 raise ValueError(f"{name} contains NaN or inf values")
         return
     arr = np.asarray(value)
-    if arr.dtype.kind in "fc" and arr.size:
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and arr.size:
         with np.errstate(over="ignore", invalid="ignore"):
             if np.isfinite(arr.sum()):
                 return
@@ -31,20 +45,44 @@ def check_finite(name: str, value) -> None:
             raise ValueError(f"{name} contains NaN or inf values")
 
 
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as float, raising ValueError unless it is finite and > 0 (or >= 0)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+def check_real_array(name: str, value) -> None:
+    """Raise TypeError unless ``value`` holds real (bool, integer or float) numbers, and
+    ValueError if any entry is NaN or inf. Complex, object and string arrays are refused."""
+    if _is_torch_tensor(value):
+        if value.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got complex dtype {value.dtype}")
+        check_finite(name, value)
+        return
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    check_finite(name, arr)
+
+
+def check_real(name: str, value) -> float:
+    """Return ``value`` as a finite float; strings, complex numbers and NaN / inf are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not (_is_torch_tensor(value) and value.numel() == 1 and not value.is_complex()):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return v
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as float, raising unless it is a finite real number > 0 (or >= 0)."""
+    v = check_real(name, value)
+    if v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}")
     return v
 
 
-def check_choice(name: str, value: str, choices) -> str:
-    """Raise ValueError unless ``value`` is one of ``choices``."""
+def check_choice(name: str, value, choices):
+    """Raise ValueError unless ``value`` is one of ``choices`` (TypeError for a non-string)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {sorted(choices)}; got {type(value).__name__}")
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
@@ -57,3 +95,10 @@ def check_int(name: str, value, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` unless it is not a bool (numpy bools accepted)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
