@@ -28,15 +28,15 @@ def test_sg_learns_and_is_deterministic():
     b, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=40, lrs=(1e-2,), seed=3)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
-    assert rep["val_loss"] < np.log(2) - 0.05  # better than the constant predictor
+    assert rep.sg.val_loss < np.log(2) - 0.05  # better than the constant predictor
     assert _acc(a, Xte, yte) > 0.6
 
 
 def test_sg_picks_the_learning_rate_with_lowest_validation_loss():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     _, rep = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=10, lrs=(1e-5, 1e-2), seed=0)
-    losses = {r["lr"]: r["val_loss"] for r in rep["runs"]}
-    assert rep["lr"] == min(losses, key=losses.get) and len(losses) == 2
+    losses = {r.lr: r.val_loss for r in rep.sg.runs}
+    assert rep.sg.lr == min(losses, key=losses.get) and len(losses) == 2
 
 
 def test_path_norm_regulariser_shrinks_readout():
@@ -72,7 +72,7 @@ def test_sg_cvx_keeps_sg_witnesses_and_certifies():
     (Xtr, ytr), (Xva, yva), (Xte, yte) = _xor()
     sg, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=20, lrs=(1e-2,), seed=0)
     model, rep = fit_sg_cvx(Xtr, ytr, Xva, yva, NET, sg_net=sg, n_regs=4)
-    assert rep["method"] == "sg-cvx" and rep["heads"]["y"]["certificate"]["rel_gap"] <= 1e-6
+    assert rep.method == "sg-cvx" and rep.heads["y"].certificate.rel_gap <= 1e-6
     for src, dst in zip(sg.hidden[:-1], model.hidden[:-1]):
         assert torch.equal(src, dst)
 
@@ -81,12 +81,12 @@ def test_fine_tune_from_cvx_trains_the_network_with_logistic_loss():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     net, _ = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=4)
     tuned, rep = fine_tune(net, Xva, yva, Xtr, ytr, epochs=5, lrs=(1e-3,))
-    assert rep["method"] == "fine-tune"
+    assert rep.method == "fine-tune"
     assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), tuned.parameters()))
     with torch.no_grad():  # the kept state is the one with the reported validation (logistic) loss
         out = tuned(torch.as_tensor(Xtr))[:, 0]
         logistic = torch.nn.functional.softplus(-torch.as_tensor(ytr, dtype=out.dtype) * out).mean()
-    assert float(logistic) == pytest.approx(rep["val_loss"], rel=1e-5)
+    assert float(logistic) == pytest.approx(rep.sg.val_loss, rel=1e-5)
 
 
 def test_multi_head_every_step_cvx_and_step_matches_forward():
@@ -95,7 +95,7 @@ def test_multi_head_every_step_cvx_and_step_matches_forward():
     kw = dict(NET, readout="spike", readout_at="every", beta=0.5)
     net, rep = fit_cvx(A.X, [A.sum, A.carry], V.X, [V.sum, V.carry], kw, heads=heads, n_regs=3,
                        min_ratio=0.1, witness_scale=3.0)
-    assert set(rep["heads"]) == {"sum", "carry"} and net.n_out == 6
+    assert set(rep.heads) == {"sum", "carry"} and net.n_out == 6
     x = torch.as_tensor(A.X[:5])
     with torch.no_grad():
         full = net(x)
@@ -109,8 +109,8 @@ def test_multi_head_every_step_cvx_and_step_matches_forward():
 def test_grid_chooses_best_validation_point():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     _, rep = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=3, grid=dict(beta=[0.5, 0.99]))
-    scores = {g["beta"]: g["val_score"] for g in rep["grid"]}
-    assert rep["chosen"]["beta"] == max(scores, key=scores.get)
+    scores = {g["beta"]: g["val_score"] for g in rep.grid}
+    assert rep.chosen["beta"] == max(scores, key=scores.get)
     with pytest.raises(ValueError, match="grid key"):
         fit_cvx(Xtr, ytr, Xva, yva, NET, grid=dict(width=[4]))
 
