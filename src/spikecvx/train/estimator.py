@@ -148,6 +148,11 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> torch.device | None:
         """Checks ``_parameter_constraints`` cannot express; returns the device."""
+        for name in self._parameter_constraints:
+            value = getattr(self, name)
+            if name != "verbose" and isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"The '{name}' parameter of SpikingClassifier must be a number or a string "
+                                f"as documented, not a bool; got {value!r}")
         for name in ("lrs", "ft_lrs"):
             rates = getattr(self, name)
             if len(rates) == 0:
