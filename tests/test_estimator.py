@@ -154,6 +154,14 @@ def test_every_bad_parameter_is_named(name, value):
         clf.fit(X, y)
 
 
+def test_verbose_shows_progress(capsys):
+    X, y = _xor(40)
+    SpikingClassifier(**SMALL).fit(X, y)
+    assert capsys.readouterr().err == ""
+    SpikingClassifier(verbose=True, **SMALL).fit(X, y)
+    assert "path" in capsys.readouterr().err  # the regularisation path's progress bar
+
+
 def test_binary_loss_with_many_classes_and_device():
     X, y = _xor(40)
     with pytest.raises(ValueError, match="'loss'"):
