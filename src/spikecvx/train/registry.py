@@ -36,7 +36,7 @@ FINE_TUNE_OPTIONS = {"ft_lrs": inspect.signature(fine_tune).parameters["lrs"].de
 _READOUT_KEYS = ("penalty", "n_regs", "min_ratio", "tol")  # the convex stage of SG-CVX (no sampling, no grid)
 _FT_SG_KEYS = ("epochs", "batch_size", "weight_decay", "path_norm_reg", "patience")
 
-Split = tuple  # (X_train, y_train, X_val, y_val)
+Split = tuple  # (X, y, X_val, y_val)
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,9 @@ def _sg_options(keys) -> dict:
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
     Method("cvx", "Gaussian witnesses, spike dictionary, certified convex readout, pruned network.",
-           True, MappingProxyType(CVX_OPTIONS), _run_cvx),
+           True, MappingProxyType(dict(CVX_OPTIONS)), _run_cvx),
     Method("sg", "Surrogate-gradient training from a scaled Gaussian start.",
-           False, MappingProxyType(SG_OPTIONS), _run_sg),
+           False, MappingProxyType(dict(SG_OPTIONS)), _run_sg),
     Method("sg-cvx", "The hidden weights of an SG network as witnesses, certified convex readout.",
            True, MappingProxyType(_pick(CVX_OPTIONS, _READOUT_KEYS) | SG_OPTIONS), _run_sg_cvx),
     Method("cvx-sg", "CVX, then SG fine-tuning of the whole network on the fine-tuning split.",
