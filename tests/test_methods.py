@@ -1,14 +1,32 @@
-"""SG trainer, SG-CVX, hybrids, per-step heads, theory oracles, checkpoints."""
+"""SG trainer, SG-CVX, hybrids, the method registry, fit reports, per-step heads, theory oracles,
+checkpoints."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
 import spikecvx as sc
-from spikecvx.convex import solve
+from spikecvx.convex import SolveResult, solve
+from spikecvx.dictionary import spike_dictionary
 from spikecvx.interop import FORMAT_VERSION, load_network, save_network
 from spikecvx.tasks import addition, first_last_xor
-from spikecvx.train import Head, fine_tune, fit_cvx, fit_sg, fit_sg_cvx, path_norm, train_sg
+from spikecvx.train import (
+    METHODS,
+    Certificate,
+    FitReport,
+    Head,
+    default_heads,
+    fine_tune,
+    fit_cvx,
+    fit_sg,
+    fit_sg_cvx,
+    get_method,
+    path_norm,
+    train_sg,
+)
+from spikecvx.train.heads import smooth_heads
 
 NET = dict(layers=3, branches=2, width=16, last_width=32)
 
@@ -24,19 +42,22 @@ def _acc(net, X, y):
 
 def test_sg_learns_and_is_deterministic():
     (Xtr, ytr), (Xva, yva), (Xte, yte) = _xor()
-    a, rep = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=40, lrs=(1e-2,), seed=3)
-    b, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=40, lrs=(1e-2,), seed=3)
+    wide = dict(NET, width=40, last_width=100)
+    a, rep = fit_sg(Xtr, ytr, Xva, yva, wide, epochs=40, lrs=(1e-2,), seed=3)
+    b, _ = fit_sg(Xtr, ytr, Xva, yva, wide, epochs=40, lrs=(1e-2,), seed=3)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
-    assert rep["val_loss"] < np.log(2) - 0.05  # better than the constant predictor
-    assert _acc(a, Xte, yte) > 0.6
+    assert rep.sg.val_loss < np.log(2) - 0.05  # better than the constant predictor
+    assert _acc(a, Xte, yte) >= 0.95  # first-last XOR at T=4 is solved, not just beaten
+    run = rep.sg.runs[0]
+    assert run.epochs == len(run.history) and min(run.history) == rep.sg.val_loss
 
 
 def test_sg_picks_the_learning_rate_with_lowest_validation_loss():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     _, rep = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=10, lrs=(1e-5, 1e-2), seed=0)
-    losses = {r["lr"]: r["val_loss"] for r in rep["runs"]}
-    assert rep["lr"] == min(losses, key=losses.get) and len(losses) == 2
+    losses = {r.lr: r.val_loss for r in rep.sg.runs}
+    assert rep.sg.lr == min(losses, key=losses.get) and len(losses) == 2
 
 
 def test_path_norm_regulariser_shrinks_readout():
@@ -72,7 +93,7 @@ def test_sg_cvx_keeps_sg_witnesses_and_certifies():
     (Xtr, ytr), (Xva, yva), (Xte, yte) = _xor()
     sg, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=20, lrs=(1e-2,), seed=0)
     model, rep = fit_sg_cvx(Xtr, ytr, Xva, yva, NET, sg_net=sg, n_regs=4)
-    assert rep["method"] == "sg-cvx" and rep["heads"]["y"]["certificate"]["rel_gap"] <= 1e-6
+    assert rep.method == "sg-cvx" and rep.heads["y"].certificate.rel_gap <= 1e-6
     for src, dst in zip(sg.hidden[:-1], model.hidden[:-1]):
         assert torch.equal(src, dst)
 
@@ -81,12 +102,12 @@ def test_fine_tune_from_cvx_trains_the_network_with_logistic_loss():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     net, _ = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=4)
     tuned, rep = fine_tune(net, Xva, yva, Xtr, ytr, epochs=5, lrs=(1e-3,))
-    assert rep["method"] == "fine-tune"
+    assert rep.method == "fine-tune"
     assert any(not torch.equal(p, q) for p, q in zip(net.parameters(), tuned.parameters()))
     with torch.no_grad():  # the kept state is the one with the reported validation (logistic) loss
         out = tuned(torch.as_tensor(Xtr))[:, 0]
         logistic = torch.nn.functional.softplus(-torch.as_tensor(ytr, dtype=out.dtype) * out).mean()
-    assert float(logistic) == pytest.approx(rep["val_loss"], rel=1e-5)
+    assert float(logistic) == pytest.approx(rep.sg.val_loss, rel=1e-5)
 
 
 def test_multi_head_every_step_cvx_and_step_matches_forward():
@@ -95,7 +116,7 @@ def test_multi_head_every_step_cvx_and_step_matches_forward():
     kw = dict(NET, readout="spike", readout_at="every", beta=0.5)
     net, rep = fit_cvx(A.X, [A.sum, A.carry], V.X, [V.sum, V.carry], kw, heads=heads, n_regs=3,
                        min_ratio=0.1, witness_scale=3.0)
-    assert set(rep["heads"]) == {"sum", "carry"} and net.n_out == 6
+    assert set(rep.heads) == {"sum", "carry"} and net.n_out == 6
     x = torch.as_tensor(A.X[:5])
     with torch.no_grad():
         full = net(x)
@@ -109,8 +130,8 @@ def test_multi_head_every_step_cvx_and_step_matches_forward():
 def test_grid_chooses_best_validation_point():
     (Xtr, ytr), (Xva, yva), _ = _xor()
     _, rep = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=3, grid=dict(beta=[0.5, 0.99]))
-    scores = {g["beta"]: g["val_score"] for g in rep["grid"]}
-    assert rep["chosen"]["beta"] == max(scores, key=scores.get)
+    scores = {g["beta"]: g["val_score"] for g in rep.grid}
+    assert rep.chosen["beta"] == max(scores, key=scores.get)
     with pytest.raises(ValueError, match="grid key"):
         fit_cvx(Xtr, ytr, Xva, yva, NET, grid=dict(width=[4]))
 
@@ -213,3 +234,98 @@ def test_checkpoint_newer_version_and_missing_file(tmp_path):
         load_network(path)
     with pytest.raises(FileNotFoundError):
         load_network(tmp_path / "nope.pt")
+
+
+# ---------------------------------------------------------------- registry and reports
+def _assert_round_trip(rep: FitReport):
+    text = json.dumps(rep.to_dict())
+    back = FitReport.from_dict(json.loads(text))
+    assert back == rep and back.to_dict() == rep.to_dict()
+
+
+def test_fit_reports_round_trip_through_json():
+    (Xtr, ytr), (Xva, yva), _ = _xor()
+    A, V = addition(48, 3, 3, 1), addition(24, 3, 3, 2)
+    kw = dict(NET, readout="spike", readout_at="every", beta=0.5)
+    heads = [Head("sum", 3), Head("carry", 3)]
+    _, multi = fit_cvx(A.X, [A.sum, A.carry], V.X, [V.sum, V.carry], kw, heads=heads, n_regs=2,
+                       min_ratio=0.1, grid=dict(witness_scale=[1.0, 3.0]))
+    _, hybrid = fit_sg_cvx(Xtr, ytr, Xva, yva, NET, n_regs=2, sg_kwargs=dict(epochs=3, lrs=(1e-2, 1e-3)))
+    _, tuned = METHODS["cvx-sg"].fit(Xtr, ytr, Xva, yva, NET, n_regs=2, epochs=2)
+    _, sgsg = METHODS["sg-sg"].fit(Xtr, ytr, Xva, yva, NET, epochs=2, lrs=(1e-2,))
+    for rep in (multi, hybrid, tuned, sgsg):
+        _assert_round_trip(rep)
+    assert list(multi.heads) == ["sum", "carry"] and len(multi.grid) == 2
+    assert multi.chosen in [{k: v for k, v in g.items() if k != "val_score"} for g in multi.grid]
+    assert hybrid.sg_stage.method == "sg" and len(hybrid.sg_stage.sg.runs) == 2
+    assert tuned.method == "cvx-sg" and tuned.fine_tune.method == "fine-tune" and tuned.heads
+    assert sgsg.method == "sg-sg" and sgsg.sg is not None and sgsg.fine_tune.sg.lr == 1e-3
+    with pytest.raises(ValueError, match="unknown FitReport keys"):
+        FitReport.from_dict(dict(multi.to_dict(), headz={}))
+
+
+def test_head_fit_holds_the_chosen_solve_and_its_certificate():
+    (Xtr, ytr), (Xva, yva), _ = _xor()
+    net, rep = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=4)
+    head = rep.heads["y"]
+    assert isinstance(head.solution, SolveResult)
+    assert head.certificate == Certificate.of(head.solution) and head.reg == head.solution.reg
+    assert head.val_acc == max(p.val_acc for p in head.path)
+    assert head.certificate.reg in [p.reg for p in head.path]
+    assert rep.neurons_kept == head.solution.n_nonzero_rows
+    # the network's readout is the solution: outputs equal the dictionary times the coefficients
+    D = spike_dictionary(net, torch.as_tensor(Xtr)).matrix
+    with torch.no_grad():
+        out = net(torch.as_tensor(Xtr))[:, 0].double().numpy()
+    assert np.allclose(out, D @ net.readout_weight.detach().double().numpy()[:, 0], atol=1e-5)
+    assert rep.dictionary.distinct <= rep.dictionary.neurons == 32
+
+
+def test_default_heads_one_rule():
+    assert default_heads(np.array([-1, 1, 1])) == [Head("y", 1, "hinge")]
+    assert default_heads(np.array([0, 2, 1])) == [Head("y", 3, "softmax")]
+    assert default_heads(np.array([0, 1]), n_classes=4) == [Head("y", 4, "softmax")]
+    assert default_heads(np.array([-1, 1]), "logistic") == [Head("y", 1, "logistic")]
+    assert smooth_heads(default_heads(np.array([-1, 1]))) == [Head("y", 1, "logistic")]
+    with pytest.raises(ValueError, match="loss"):
+        default_heads(np.array([0, 1]), "adam")
+    with pytest.raises(ValueError, match="heads"):
+        default_heads([np.zeros(3), np.zeros(3)])
+    # every entry point applies it: CVX trains hinge, SG and fine-tuning train its smooth version
+    (Xtr, ytr), (Xva, yva), _ = _xor()
+    _, cvx = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=2)
+    assert cvx.heads["y"].loss == "hinge"
+    net = sc.ParallelSNN(2, 1, **NET)
+    a, _ = train_sg(net, Xtr, ytr, Xva, yva, epochs=2, lrs=(1e-2,))
+    b, _ = train_sg(net, Xtr, ytr, Xva, yva, heads=[Head("y", 1, "logistic")], epochs=2, lrs=(1e-2,))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_registry_options_and_errors():
+    assert list(METHODS) == ["cvx", "sg", "sg-cvx", "cvx-sg", "sg-sg"]
+    assert [m for m in METHODS if METHODS[m].certified] == ["cvx", "sg-cvx"]
+    assert METHODS["cvx"].options["n_regs"] == 8 and "grid" not in METHODS["sg-cvx"].options
+    (Xtr, ytr), (Xva, yva), _ = _xor()
+    with pytest.raises(ValueError, match="n_regz"):
+        METHODS["cvx"].fit(Xtr, ytr, Xva, yva, NET, n_regz=3)
+    with pytest.raises(ValueError, match="method must be one of"):
+        get_method("adam")
+    with pytest.raises(TypeError, match="method"):
+        get_method(None)
+    with pytest.raises(TypeError):
+        METHODS["new"] = METHODS["cvx"]  # read-only: methods are added in registry.py
+
+
+def test_fit_functions_take_a_device():
+    (Xtr, ytr), (Xva, yva), _ = _xor()
+    net, _ = fit_sg(Xtr, ytr, Xva, yva, NET, epochs=1, lrs=(1e-2,), device="cpu")
+    assert net.device == torch.device("cpu")
+    net, _ = fit_cvx(Xtr, ytr, Xva, yva, NET, n_regs=2, device=torch.device("cpu"))
+    assert net.device == torch.device("cpu")
+    for bad, err in (("gpu0", ValueError), (3, TypeError), ("cuda:99", ValueError)):
+        with pytest.raises(err, match="device"):
+            fit_sg(Xtr, ytr, Xva, yva, NET, epochs=1, device=bad)
+        with pytest.raises(err, match="device"):
+            fit_cvx(Xtr, ytr, Xva, yva, NET, device=bad)
+        with pytest.raises(err, match="device"):
+            fine_tune(net, Xtr, ytr, Xva, yva, epochs=1, device=bad)

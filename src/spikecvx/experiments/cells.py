@@ -21,58 +21,47 @@ from ..tasks import (
     sequential_mnist,
 )
 from ..tasks.addition import carry_classes
-from ..train import Head, fine_tune, fit_cvx, fit_sg, fit_sg_cvx
+from ..train import METHODS as TRAIN_METHODS
+from ..train import FitReport, Head, get_method
 
 # The five stages of the addition protocol are the methods sg (SG pretrain), sg-cvx, sg-sg (SG
 # fine-tune from SG), cvx and cvx-sg. Each cell retrains its SG / CVX start with the same seed, so
 # the stages share identical starting networks without passing state between cells.
-METHODS = ("cvx", "sg", "sg-cvx", "cvx-sg", "sg-sg")
+METHODS = tuple(TRAIN_METHODS)
 
 
-def _certificates(report: dict) -> dict:
+def _certificates(report: FitReport) -> dict:
     """Per-head certificate summary of a CVX / SG-CVX report (empty for SG)."""
-    heads = report.get("heads") or {}
-    return {name: dict(h["certificate"], val_acc=h["val_acc"]) for name, h in heads.items()}
+    return {name: dict(h.certificate.to_dict(), val_acc=h.val_acc) for name, h in report.heads.items()}
 
 
-def _slim(report: dict) -> dict:
-    keep = ("method", "chosen", "grid", "val_score", "dictionary", "neurons_kept", "lr", "val_loss",
-            "time_total", "time_dictionary")
-    out = {k: report[k] for k in keep if k in report}
-    if "heads" in report:
-        out["paths"] = {name: h["path"] for name, h in report["heads"].items()}
+def _slim(report: FitReport) -> dict:
+    """The report as stored in results.jsonl: choices, scores, sizes, timings and paths."""
+    out = {"method": report.method}
+    if report.convex:
+        out.update(chosen=report.chosen, grid=report.grid, val_score=report.val_score,
+                   dictionary=report.dictionary.to_dict(), neurons_kept=report.neurons_kept)
+    if report.sg is not None:
+        out.update(lr=report.sg.lr, val_loss=report.sg.val_loss)
+    out["time_total"] = report.time_total
+    if report.time_dictionary is not None:
+        out["time_dictionary"] = report.time_dictionary
+    if report.convex:
+        out["paths"] = {name: [p.to_dict() for p in h.path] for name, h in report.heads.items()}
+    if report.fine_tune is not None:
+        out["fine_tune"] = _slim(report.fine_tune)
     return out
 
 
 def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, cell, augment=None):
     """Train with ``method``; the hybrids fine-tune on the disjoint split (Xft, yft)/(Xfv, yfv).
 
-    ``augment`` transforms the training mini-batches of every SG stage (see ``train_sg``)."""
-    seed = cell["seed"]
-    cvx_kw = dict(n_regs=cell.get("n_regs", 8), min_ratio=cell.get("min_ratio", 1e-3),
-                  grid=cell.get("grid"), witness_scale=cell.get("witness_scale", 1.0),
-                  tol=cell.get("tol", 1e-6))
-    sg_kw = dict(epochs=cell.get("epochs", 100), lrs=tuple(cell.get("lrs", (1e-3, 3e-3, 1e-2))),
-                 batch_size=cell.get("batch_size"), weight_decay=cell.get("weight_decay", 0.0),
-                 augment=augment)
-    if method == "cvx":
-        return fit_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **cvx_kw)
-    if method == "sg":
-        return fit_sg(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **sg_kw)
-    if method == "sg-cvx":
-        cvx_kw.pop("grid")
-        return fit_sg_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, sg_kwargs=sg_kw, **cvx_kw)
-    if method == "cvx-sg":
-        net, rep = fit_cvx(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **cvx_kw)
-        sg_kw["lrs"] = tuple(cell.get("ft_lrs", (1e-4, 1e-3)))
-        tuned, ft = fine_tune(net, Xft, yft, Xfv, yfv, heads=heads, seed=seed, **sg_kw)
-        return tuned, dict(rep, method="cvx-sg", fine_tune=_slim(ft))
-    if method == "sg-sg":
-        net, rep = fit_sg(Xtr, ytr, Xva, yva, net_kw, heads=heads, seed=seed, **sg_kw)
-        sg_kw["lrs"] = tuple(cell.get("ft_lrs", (1e-4, 1e-3)))
-        tuned, ft = fine_tune(net, Xft, yft, Xfv, yfv, heads=heads, seed=seed, **sg_kw)
-        return tuned, dict(rep, method="sg-sg", fine_tune=_slim(ft))
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    The cell supplies any of the method's options (``METHODS[method].options``); the others keep
+    their defaults. ``augment`` transforms the training mini-batches of every SG stage."""
+    m = get_method(method)
+    options = {k: cell[k] for k in m.options if k in cell}
+    return m.fit(Xtr, ytr, Xva, yva, net_kw, heads, seed=cell["seed"], fine_tune_split=(Xft, yft, Xfv, yfv),
+                 augment=augment, **options)
 
 
 def _predict_last(net, X) -> np.ndarray:

@@ -1,13 +1,23 @@
-"""Training: surrogate gradients, parameter reconstruction and the methods built on them."""
+"""Training: the methods (CVX, SG, SG-CVX and the hybrids), their typed reports, the estimator.
+
+Start with ``SpikingClassifier`` (scikit-learn) or ``METHODS[name].fit``; the fit functions
+(``fit_cvx``, ``fit_sg``, ``fit_sg_cvx``, ``fine_tune``, ``train_sg``) are the same methods with
+their options as keyword arguments. Each returns ``(network, FitReport)``. Helpers such as
+``head_slices``, ``smooth_heads`` and ``sg_init`` stay importable from their modules.
+"""
 
 from .estimator import SpikingClassifier
-from .heads import Head, head_slices, smooth_heads
+from .heads import Head, default_heads
 from .methods import fine_tune, fit_cvx, fit_sg, fit_sg_cvx
 from .reconstruct import path_norm_objective, reconstruct
-from .sg import path_norm, sg_init, train_sg
+from .registry import METHODS, Method, get_method
+from .report import Certificate, DictionarySize, FitReport, HeadFit, PathPoint, SGFit, SGRun
+from .sg import path_norm, train_sg
 
 __all__ = [
-    "SpikingClassifier", "Head", "head_slices", "smooth_heads", "fine_tune", "fit_cvx", "fit_sg",
-    "fit_sg_cvx",
-    "path_norm_objective", "reconstruct", "path_norm", "sg_init", "train_sg",
+    "SpikingClassifier", "METHODS", "Method", "get_method",
+    "fit_cvx", "fit_sg", "fit_sg_cvx", "fine_tune", "train_sg", "reconstruct",
+    "Head", "default_heads",
+    "FitReport", "HeadFit", "Certificate", "PathPoint", "DictionarySize", "SGFit", "SGRun",
+    "path_norm", "path_norm_objective",
 ]

@@ -3,53 +3,106 @@
 Inputs are sequences (N, T, d_in); a 2-D array (N, F) is read as ``time_steps`` steps of
 F / time_steps features each (default 1 step), so plain tabular data works too. Part of the
 training data (``validation_fraction``, stratified) chooses the regularisation, learning rate
-and grid points; the hybrid "cvx-sg" fine-tunes on that part and validates on the rest.
+and grid points; the hybrids "cvx-sg" and "sg-sg" fine-tune on that part and validate on the
+rest.
 """
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .heads import Head
-from .methods import fine_tune, fit_cvx, fit_sg, fit_sg_cvx
+from .._validation import check_positive
+from ..convex import PENALTIES
+from ..dictionary.witnesses import WITNESS_KINDS
+from .heads import BINARY_LOSSES, HEAD_LOSSES, PROBABILISTIC_LOSSES, Head, default_heads
+from .methods import check_device
+from .registry import METHODS, get_method
+from .report import FitReport
 
-ESTIMATOR_METHODS = ("cvx", "sg", "sg-cvx", "cvx-sg")
+_CVX, _SG, _FT = METHODS["cvx"].options, METHODS["sg"].options, METHODS["cvx-sg"].options
+
+
+def _has_proba(est: SpikingClassifier) -> bool:
+    """``predict_proba`` exists when the loss models probabilities (logistic, softmax): the
+    fitted head's loss, or before ``fit`` the ``loss`` parameter."""
+    loss = est.head_.loss if hasattr(est, "head_") else est.loss
+    return loss in PROBABILISTIC_LOSSES
 
 
 class SpikingClassifier(ClassifierMixin, BaseEstimator):
     """Spiking network classifier trained to a certified optimum of its readout (``method="cvx"``).
 
-    Args:
-        method: "cvx" (Gaussian witnesses + convex readout), "sg" (surrogate gradients),
-            "sg-cvx" (SG hidden weights + convex readout), "cvx-sg" (CVX then SG fine-tuning).
+    Args (keyword only):
+        method: a name in ``spikecvx.train.METHODS``: "cvx" (Gaussian witnesses + convex
+            readout), "sg" (surrogate gradients), "sg-cvx" (SG hidden weights + convex readout),
+            "cvx-sg" / "sg-sg" (then SG fine-tuning on the validation part).
         layers, branches, width, last_width, beta, threshold, readout, readout_bias: the
             ``ParallelSNN`` architecture (the label is read at the last step).
         time_steps: how many steps a 2-D input row is cut into (ignored for 3-D inputs).
-        loss: convex loss ("hinge" for two classes and "softmax" otherwise by default).
-        penalty: "l1" or "group_l1".
+        loss: "hinge" for two classes and "softmax" otherwise by default (``default_heads``);
+            ``predict_proba`` exists only for "logistic" and "softmax".
+        penalty: the convex penalty ("l1", "group_l1", ...).
         n_regs, min_ratio: the regularisation path (geometric, from reg_max down).
-        witness_scale: standard deviation of the Gaussian witnesses.
+        witness, witness_scale: distribution and scale of the witnesses (hidden weights).
         epochs, lrs: SG training budget and learning-rate grid.
+        ft_lrs: learning-rate grid of the fine-tuning stage of "cvx-sg" / "sg-sg".
         validation_fraction: share of the training data used for model selection.
         tol: relative duality gap every convex solve must certify.
         random_state: seed of witnesses, splits and SG.
+        verbose: show progress bars of the dictionary, the paths and SG training.
+        device: where the network is trained and run ("cpu", "cuda", ...; None: the CPU).
 
     Attributes after ``fit``: ``classes_``, ``network_`` (the trained ``ParallelSNN``),
-    ``certificate_`` (primal, dual, gap, rel_gap, reg, dictionary size, distinct columns,
-    neurons kept; None for "sg"), ``report_`` and ``n_features_in_``.
+    ``head_`` (its output ``Head``), ``report_`` (the ``FitReport``), ``certificate_`` (primal,
+    dual, gap, rel_gap, reg, dictionary size, distinct columns, neurons kept; None when the
+    readout is not a convex solution: "sg", "cvx-sg", "sg-sg") and ``n_features_in_``.
     """
 
-    def __init__(self, method: str = "cvx", layers: int = 3, branches: int = 2, width: int = 100,
+    _parameter_constraints: dict = {
+        "method": [StrOptions(set(METHODS))],
+        "layers": [Interval(Integral, 2, None, closed="left")],
+        "branches": [Interval(Integral, 1, None, closed="left")],
+        "width": [Interval(Integral, 1, None, closed="left")],
+        "last_width": [Interval(Integral, 1, None, closed="left")],
+        "beta": [Interval(Real, 0, 1, closed="both")],
+        "threshold": [Interval(Real, 0, None, closed="neither")],
+        "readout": [StrOptions({"membrane", "spike"})],
+        "readout_bias": [Interval(Real, None, None, closed="neither")],
+        "time_steps": [Interval(Integral, 1, None, closed="left")],
+        "loss": [StrOptions(set(HEAD_LOSSES)), None],
+        "penalty": [StrOptions(set(PENALTIES))],
+        "n_regs": [Interval(Integral, 1, None, closed="left")],
+        "min_ratio": [Interval(Real, 0, 1, closed="neither")],
+        "witness": [StrOptions(set(WITNESS_KINDS))],
+        "witness_scale": [Interval(Real, 0, None, closed="neither")],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "lrs": [list, tuple],
+        "ft_lrs": [list, tuple],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "verbose": ["boolean"],
+        "device": [str, torch.device, None],
+    }
+
+    def __init__(self, *, method: str = "cvx", layers: int = 3, branches: int = 2, width: int = 100,
                  last_width: int = 200, beta: float = 0.99, threshold: float = 1.0,
                  readout: str = "membrane", readout_bias: float = 0.0, time_steps: int = 1,
-                 loss: str | None = None, penalty: str = "l1", n_regs: int = 6, min_ratio: float = 1e-3,
-                 witness_scale: float = 1.0, epochs: int = 100, lrs: tuple = (1e-3, 3e-3, 1e-2),
-                 validation_fraction: float = 0.25, tol: float = 1e-6, random_state: int = 0):
+                 loss: str | None = None, penalty: str = "l1", n_regs: int = _CVX["n_regs"],
+                 min_ratio: float = _CVX["min_ratio"], witness: str = _CVX["witness"],
+                 witness_scale: float = _CVX["witness_scale"], epochs: int = _SG["epochs"],
+                 lrs: tuple = _SG["lrs"], ft_lrs: tuple = _FT["ft_lrs"], validation_fraction: float = 0.25,
+                 tol: float = _CVX["tol"], random_state: int = 0, verbose: bool = False,
+                 device: str | torch.device | None = None):
         self.method = method
         self.layers = layers
         self.branches = branches
@@ -64,12 +117,16 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         self.penalty = penalty
         self.n_regs = n_regs
         self.min_ratio = min_ratio
+        self.witness = witness
         self.witness_scale = witness_scale
         self.epochs = epochs
         self.lrs = lrs
+        self.ft_lrs = ft_lrs
         self.validation_fraction = validation_fraction
         self.tol = tol
         self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
 
     # ------------------------------------------------------------------ input
     def _sequences(self, X, reset: bool, validated: bool = False) -> torch.Tensor:
@@ -87,27 +144,46 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
                              f"on {self._seq_shape}")
         return torch.as_tensor(X, dtype=torch.float32)
 
-    def _head(self) -> Head:
-        if len(self.classes_) == 2:
-            return Head("y", 1, self.loss or "hinge")
-        return Head("y", len(self.classes_), self.loss or "softmax")
 
     # ------------------------------------------------------------------ fit
+    def _check_params(self) -> torch.device | None:
+        """Checks ``_parameter_constraints`` cannot express; returns the device."""
+        for name in self._parameter_constraints:
+            value = getattr(self, name)
+            if name != "verbose" and isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"The '{name}' parameter of SpikingClassifier must be a number or a string "
+                                f"as documented, not a bool; got {value!r}")
+        for name in ("lrs", "ft_lrs"):
+            rates = getattr(self, name)
+            if len(rates) == 0:
+                raise ValueError(f"The '{name}' parameter of SpikingClassifier must hold at least one "
+                                 "learning rate, got an empty sequence")
+            for lr in rates:
+                check_positive(f"The '{name}' parameter of SpikingClassifier: learning rate", lr)
+        for name in ("width", "last_width"):
+            if getattr(self, name) % self.branches:
+                raise ValueError(f"The '{name}' parameter of SpikingClassifier ({getattr(self, name)}) must "
+                                 f"be divisible by branches ({self.branches})")
+        return check_device(self.device)
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Train with ``method``; labels may be any hashable values (at least two classes)."""
-        if self.method not in ESTIMATOR_METHODS:
-            raise ValueError(f"method must be one of {ESTIMATOR_METHODS}, got {self.method!r}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        device = self._check_params()
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float64)
         Xs = self._sequences(X, reset=True, validated=True)
         self._seq_shape = tuple(Xs.shape[1:])
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
+        n_classes = len(self.classes_)
+        if n_classes < 2:
             raise ValueError(f"y has 1 class only ({self.classes_[0]!r}); a classifier needs two or more")
-        head = self._head()
-        target = np.where(codes == 1, 1.0, -1.0) if head.binary else codes
+        if self.loss in BINARY_LOSSES and n_classes > 2:
+            raise ValueError(f"The 'loss' parameter of SpikingClassifier is {self.loss!r}, a two-class loss, "
+                             f"but y has {n_classes} classes; use 'softmax' or 'hinge_ovr'")
+        binary = n_classes == 2 and self.loss in (None, *BINARY_LOSSES)
+        target = np.where(codes == 1, 1.0, -1.0) if binary else codes
+        self.head_ = default_heads(target, self.loss, n_classes=n_classes)[0]
         idx = np.arange(len(y))
         counts = np.bincount(codes)
         stratify = codes if counts.min() >= 2 and len(y) * self.validation_fraction >= len(counts) else None
@@ -119,29 +195,22 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         net_kw = dict(layers=self.layers, branches=self.branches, width=self.width,
                       last_width=self.last_width, beta=self.beta, threshold=self.threshold,
                       readout=self.readout, readout_bias=self.readout_bias, readout_at="last")
-        cvx_kw = dict(penalty=self.penalty, n_regs=self.n_regs, min_ratio=self.min_ratio,
-                      witness_scale=self.witness_scale, tol=self.tol)
-        sg_kw = dict(epochs=self.epochs, lrs=tuple(self.lrs))
-        args = (Xs[tr], target[tr], Xs[va], target[va], net_kw)
-        if self.method == "cvx":
-            net, rep = fit_cvx(*args, heads=[head], seed=self.random_state, **cvx_kw)
-        elif self.method == "sg":
-            net, rep = fit_sg(*args, heads=[head], seed=self.random_state, **sg_kw)
-        elif self.method == "sg-cvx":
-            net, rep = fit_sg_cvx(*args, heads=[head], seed=self.random_state, sg_kwargs=sg_kw, **cvx_kw)
-        else:
-            net, rep = fit_cvx(*args, heads=[head], seed=self.random_state, **cvx_kw)
-            net, ft = fine_tune(net, Xs[va], target[va], Xs[tr], target[tr], heads=[head],
-                                seed=self.random_state, epochs=self.epochs)
-            rep = dict(rep, fine_tune=ft)
+        method = get_method(self.method)
+        params = dict(penalty=self.penalty, n_regs=self.n_regs, min_ratio=self.min_ratio,
+                      witness=self.witness, witness_scale=self.witness_scale, tol=self.tol,
+                      epochs=self.epochs, lrs=tuple(self.lrs), ft_lrs=tuple(self.ft_lrs))
+        options = {k: v for k, v in params.items() if k in method.options}
+        # the hybrids fine-tune on the validation part and validate on the training part
+        net, rep = method.fit(Xs[tr], target[tr], Xs[va], target[va], net_kw, [self.head_],
+                              seed=self.random_state, progress=self.verbose, device=device, **options)
         self.network_, self.report_ = net, rep
         self.certificate_ = None
-        if "heads" in rep:
-            h = rep["heads"]["y"]
-            self.certificate_ = dict(h["certificate"], dictionary_rows=rep["dictionary"]["rows"],
-                                     dictionary_neurons=rep["dictionary"]["neurons"],
-                                     distinct_columns=rep["dictionary"]["distinct"],
-                                     neurons_kept=rep["neurons_kept"])
+        if method.certified:
+            h = rep.heads[self.head_.name]
+            self.certificate_ = dict(h.certificate.to_dict(), dictionary_rows=rep.dictionary.rows,
+                                     dictionary_neurons=rep.dictionary.neurons,
+                                     distinct_columns=rep.dictionary.distinct,
+                                     neurons_kept=rep.neurons_kept)
         return self
 
     # ------------------------------------------------------------------ predict
@@ -149,8 +218,12 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         """Readout scores: (N,) for two classes (positive: classes_[1]), (N, C) otherwise."""
         check_is_fitted(self)
         with torch.no_grad():
-            scores = self.network_(self._sequences(X, reset=False)).double().numpy()
-        return scores[:, 0] if scores.shape[1] == 1 else scores
+            scores = self.network_(self._sequences(X, reset=False)).double().cpu().numpy()
+        if scores.shape[1] == 1:
+            return scores[:, 0]
+        if len(self.classes_) == 2:  # a two-column head (softmax): the log-odds of classes_[1]
+            return scores[:, 1] - scores[:, 0]
+        return scores
 
     def predict(self, X) -> np.ndarray:
         scores = self.decision_function(X)
@@ -158,10 +231,9 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
             return self.classes_[(scores >= 0).astype(int)]
         return self.classes_[np.argmax(scores, axis=1)]
 
+    @available_if(_has_proba)
     def predict_proba(self, X) -> np.ndarray:
-        """Softmax (or logistic) of the readout scores. Calibrated for the softmax and logistic
-        losses; for hinge readouts it is a monotone squashing of the margin, not a probability
-        model (as with an uncalibrated SVM)."""
+        """Class probabilities: the logistic (two classes) or the softmax of the readout scores."""
         scores = self.decision_function(X)
         if scores.ndim == 1:
             p = 1.0 / (1.0 + np.exp(-scores))
@@ -172,14 +244,16 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Write the fitted classifier (network, classes, parameters) to one checkpoint file."""
+        """Write the fitted classifier (network, classes, parameters, report) to one checkpoint file."""
         from ..interop import save_network
 
         check_is_fitted(self)
         save_network(self.network_, path, metadata=dict(
             kind="SpikingClassifier", params=_jsonable(self.get_params()),
             classes=self.classes_.tolist(), seq_shape=list(self._seq_shape),
-            n_features_in=int(self.n_features_in_), certificate=self.certificate_))
+            n_features_in=int(self.n_features_in_), certificate=self.certificate_,
+            head=dict(name=self.head_.name, size=self.head_.size, loss=self.head_.loss),
+            report=None if self.report_ is None else self.report_.to_dict()))
 
     @classmethod
     def load(cls, path) -> SpikingClassifier:
@@ -189,15 +263,22 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         net, meta = load_network(path)
         if meta.get("kind") != "SpikingClassifier":
             raise ValueError(f"{path} holds a bare network, not a SpikingClassifier; use load_network")
-        params = dict(meta["params"])
-        params["lrs"] = tuple(params["lrs"])
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
         clf = cls(**params)
         clf.network_, clf.classes_ = net, np.asarray(meta["classes"])
         clf._seq_shape = tuple(meta["seq_shape"])
         clf.n_features_in_ = meta["n_features_in"]
-        clf.certificate_, clf.report_ = meta["certificate"], None
+        clf.certificate_ = meta["certificate"]
+        if "head" in meta:
+            clf.head_ = Head(**meta["head"])
+        else:  # written before the head was stored: the default rule on the network's outputs
+            clf.head_ = Head("y", net.n_out, clf.loss or ("hinge" if net.n_out == 1 else "softmax"))
+        clf.report_ = FitReport.from_dict(meta["report"]) if meta.get("report") else None
         return clf
 
 
 def _jsonable(params: dict) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
+    out = {}
+    for k, v in params.items():
+        out[k] = list(v) if isinstance(v, tuple) else str(v) if isinstance(v, torch.device) else v
+    return out

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from .._validation import check_positive
 
 HEAD_LOSSES = ("softmax", "hinge", "logistic", "hinge_ovr", "squared")
+BINARY_LOSSES = ("hinge", "logistic")
+PROBABILISTIC_LOSSES = ("logistic", "softmax")  # their scores are log-odds / logits
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,28 @@ class Head:
 
     @property
     def binary(self) -> bool:
-        return self.loss in ("hinge", "logistic")
+        return self.loss in BINARY_LOSSES
+
+
+def default_heads(y, loss: str | None = None, n_classes: int | None = None) -> list[Head]:
+    """The single head every method uses when none is given: "hinge" on +-1 labels, "softmax"
+    on integer classes 0..C-1 (C = ``n_classes``, default max(y) + 1); ``loss`` overrides the
+    loss. SG stages train the result through ``smooth_heads`` (hinge becomes logistic)."""
+    if isinstance(y, (list, tuple)) and any(isinstance(v, (np.ndarray, torch.Tensor)) for v in y):
+        raise ValueError("y holds several label arrays: pass one Head per array (heads=...)")
+    if loss is not None and loss not in HEAD_LOSSES:
+        raise ValueError(f"loss must be one of {HEAD_LOSSES} or None, got {loss!r}")
+    y = np.asarray(y)
+    if y.size == 0:
+        raise ValueError("y is empty: the default head needs labels")
+    pm_one = np.isin(y, (-1, 1)).all() and len(np.unique(y)) == 2
+    if loss is None:
+        loss = "hinge" if pm_one else "softmax"
+    if loss in BINARY_LOSSES:
+        return [Head("y", 1, loss)]
+    if n_classes is None:
+        n_classes = int(np.max(y)) + 1
+    return [Head("y", n_classes, loss)]
 
 
 def head_slices(heads: list[Head]) -> list[slice]:

@@ -1,4 +1,4 @@
-"""The methods: CVX, SG, SG-CVX and the hybrids, each returning (network, report).
+"""The methods: CVX, SG, SG-CVX and the hybrids, each returning (network, ``FitReport``).
 
 All share one signature: training split, validation split, the network architecture
 (``net_kwargs`` for ``ParallelSNN`` without d_in / n_out), the output ``heads`` and a seed.
@@ -11,14 +11,17 @@ Labels are one array per head: (N,) for last-step readouts, (N, T) for per-step 
 - SG-CVX: the hidden weights of an SG network are the witnesses; its readout is discarded and
   replaced by the convex one.
 - CVX-SG / SG-SG: a network fine-tuned by SG, usually on a disjoint split.
+
+``spikecvx.train.registry`` names these methods and holds their options and defaults.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import time
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,21 +30,53 @@ from ..convex import path, reg_grid, select
 from ..convex.path import predict as convex_predict
 from ..dictionary import SpikeDictionary, sample_witnesses, spike_dictionary, transfer_witnesses
 from ..snn import ParallelSNN
-from .heads import Head, check_targets, smooth_heads
+from .heads import Head, check_targets, default_heads, smooth_heads
 from .reconstruct import reconstruct
+from .report import Certificate, DictionarySize, FitReport, HeadFit, PathPoint
 from .sg import sg_init, train_sg
 
 NET_GRID_KEYS = ("beta", "threshold", "readout_bias", "readout", "witness_scale", "witness")
 
 
+def check_device(device) -> torch.device | None:
+    """``device`` as a ``torch.device`` (None stays None); clear errors for bad names and for
+    accelerators this machine does not have."""
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a torch.device; "
+                        f"got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:0'; "
+                         f"got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asks for CUDA, which is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asks for MPS, which is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'mps' (with an optional index), got {device!r}")
+    return dev
+
+
+def _place(net_kwargs: dict, device) -> dict:
+    dev = check_device(device)
+    return dict(net_kwargs) if dev is None else dict(net_kwargs, device=dev)
+
+
 def _as_heads(heads, y_train, loss: str | None) -> list[Head]:
-    """Default heads: one head over the labels, binary (+-1) or multi-class (0..C-1)."""
-    if heads is not None:
-        return list(heads)
-    y = np.asarray(y_train)
-    if np.isin(y, (-1, 1)).all() and len(np.unique(y)) == 2:
-        return [Head("y", 1, loss or "hinge")]
-    return [Head("y", int(y.max()) + 1, loss or "softmax")]
+    return list(heads) if heads is not None else default_heads(y_train, loss)
+
+
+@dataclass(frozen=True)
+class ReadoutCoef:
+    """The readout columns of every head side by side, (P, n_out): what ``reconstruct`` reads."""
+
+    coef: np.ndarray
 
 
 def _convex_labels(head: Head, y: np.ndarray) -> np.ndarray:
@@ -49,8 +84,8 @@ def _convex_labels(head: Head, y: np.ndarray) -> np.ndarray:
 
 
 def _convex_head(D: SpikeDictionary, D_val: np.ndarray, head: Head, y, y_val, penalty, n_regs,
-                 min_ratio, tol, progress):
-    """Certified path for one head; returns (best result, validation accuracy, path records)."""
+                 min_ratio, tol, progress) -> HeadFit:
+    """Certified path for one head; the solve with the best validation accuracy is chosen."""
     ytr, yva = _convex_labels(head, y), _convex_labels(head, y_val)
     regs = reg_grid(D.matrix, ytr, head.loss, penalty, n_regs, min_ratio)
     results = path(D.matrix, ytr, head.loss, penalty, regs=regs, tol=tol, progress=progress)
@@ -62,33 +97,30 @@ def _convex_head(D: SpikeDictionary, D_val: np.ndarray, head: Head, y, y_val, pe
         return float(np.mean(pred == y_val))
 
     best, scores = select(results, D_val, yva, score=accuracy)
-    records = [dict(reg=r.reg, val_acc=s, gap=r.gap, rel_gap=r.rel_gap, nnz_rows=r.n_nonzero_rows,
-                    seconds=r.time) for r, s in zip(results, scores)]
-    return best, max(scores), records
+    points = tuple(PathPoint(reg=r.reg, val_acc=s, gap=r.gap, rel_gap=r.rel_gap, nnz_rows=r.n_nonzero_rows,
+                             seconds=r.time) for r, s in zip(results, scores))
+    return HeadFit(name=head.name, loss=head.loss, certificate=Certificate.of(best), path=points,
+                   val_acc=max(scores), solution=best)
 
 
 def _convex_readout(net: ParallelSNN, X_train, ys, X_val, ys_val, heads, penalty, n_regs, min_ratio,
-                    tol, progress):
+                    tol, progress) -> tuple[ParallelSNN, FitReport]:
     """Dictionary of ``net`` + one certified path per head -> (reconstructed network, report)."""
     t0 = time.perf_counter()
     D = spike_dictionary(net, X_train, dedup=True, progress=progress)
     D_val = spike_dictionary(net, X_val).matrix[:, D.representative]
     t_dict = time.perf_counter() - t0
-    coefs, head_reports, scores = [], {}, []
+    fits = {}
     for h, y, yv in zip(heads, ys, ys_val):
-        best, score, records = _convex_head(D, D_val, h, y.reshape(-1), yv.reshape(-1), penalty,
-                                            n_regs, min_ratio, tol, progress)
-        coefs.append(_head_columns(best, h, D.n_distinct))
-        scores.append(score)
-        head_reports[h.name] = dict(reg=best.reg, val_acc=score, certificate=best.certificate(),
-                                    neurons_used=best.n_nonzero_rows, path=records)
-
-    joint = SimpleNamespace(coef=np.concatenate(coefs, axis=1))  # all heads side by side
+        fits[h.name] = _convex_head(D, D_val, h, y.reshape(-1), yv.reshape(-1), penalty, n_regs, min_ratio,
+                                    tol, progress)
+    joint = ReadoutCoef(np.concatenate([_head_columns(fits[h.name].solution, h, D.n_distinct)
+                                        for h in heads], axis=1))
     model = reconstruct(net, joint, D)
-    report = dict(heads=head_reports, val_score=float(np.mean(scores)),
-                  dictionary=dict(rows=D.shape[0], neurons=D.n_neurons, distinct=D.n_distinct),
-                  neurons_kept=int(np.any(joint.coef != 0, axis=1).sum()),
-                  time_dictionary=t_dict, time_total=time.perf_counter() - t0)
+    report = FitReport(method="cvx", heads=fits, val_score=float(np.mean([f.val_acc for f in fits.values()])),
+                       dictionary=DictionarySize(rows=D.shape[0], neurons=D.n_neurons, distinct=D.n_distinct),
+                       neurons_kept=int(np.any(joint.coef != 0, axis=1).sum()),
+                       time_dictionary=t_dict, time_total=time.perf_counter() - t0)
     return model, report
 
 
@@ -116,17 +148,21 @@ def fit_cvx(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None =
             penalty: str = "l1", heads: list[Head] | None = None, grid: dict | None = None,
             n_regs: int = 8, min_ratio: float = 1e-3, witness: str = "standard",
             witness_scale: float = 1.0, witness_net: ParallelSNN | None = None, seed: int = 0,
-            tol: float = 1e-6, progress: bool = False):
+            tol: float = 1e-6, progress: bool = False,
+            device: str | torch.device | None = None) -> tuple[ParallelSNN, FitReport]:
     """Train by parameter reconstruction; returns (reconstructed network, report).
 
     Args:
-        loss: convex loss of the default single head ("hinge" for +-1 labels, else "softmax").
+        loss: convex loss of the default single head (see ``default_heads``).
         heads: several heads on one trunk; each gets its own certified path and regularisation.
         grid: lists of neuron / witness hyper-parameters (keys in ``NET_GRID_KEYS``); every
             combination is tried and the best mean validation accuracy over heads wins.
+        witness, witness_scale: distribution and scale of the sampled hidden weights.
         witness_net: take the hidden weights from this network (SG-CVX) instead of sampling.
+        device: where the network lives (default: ``net_kwargs``' device, else the CPU).
     """
     t0 = time.perf_counter()
+    net_kwargs = _place(net_kwargs, device)
     X_train, X_val = torch.as_tensor(X_train), torch.as_tensor(X_val)
     heads = _as_heads(heads, y_train, loss)
     ys = check_targets(heads, y_train, X_train.shape[0], "y_train")
@@ -144,32 +180,39 @@ def fit_cvx(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None =
                              seed)
         model, rep = _convex_readout(net, X_train, ys, X_val, ys_val, heads, penalty, n_regs, min_ratio,
                                      tol, progress)
-        trials.append(dict(point, val_score=rep["val_score"]))
-        if best is None or rep["val_score"] > best[1]["val_score"]:
+        trials.append(dict(point, val_score=rep.val_score))
+        if best is None or rep.val_score > best[1].val_score:
             best = (model, rep, point)
     model, rep, point = best
-    rep = dict(rep, method="cvx" if witness_net is None else "sg-cvx", chosen=point, grid=trials,
-               time_total=time.perf_counter() - t0)
+    rep = dataclasses.replace(rep, method="cvx" if witness_net is None else "sg-cvx", chosen=dict(point),
+                              grid=trials, time_total=time.perf_counter() - t0)
     return model, rep
 
 
 def fit_sg(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None = None,
-           heads: list[Head] | None = None, seed: int = 0, progress: bool = False, **sg_kw):
-    """Surrogate-gradient baseline from a scaled Gaussian init; returns (network, report)."""
+           heads: list[Head] | None = None, seed: int = 0, progress: bool = False,
+           device: str | torch.device | None = None, **sg_kw) -> tuple[ParallelSNN, FitReport]:
+    """Surrogate-gradient baseline from a scaled Gaussian init; returns (network, report).
+
+    ``sg_kw`` are ``train_sg``'s options (lrs, epochs, batch_size, ...)."""
     heads = smooth_heads(_as_heads(heads, y_train, loss))
     X_train = torch.as_tensor(X_train)
-    net = ParallelSNN(d_in=X_train.shape[-1], n_out=sum(h.size for h in heads), seed=seed, **net_kwargs)
+    net = ParallelSNN(d_in=X_train.shape[-1], n_out=sum(h.size for h in heads), seed=seed,
+                      **_place(net_kwargs, device))
     sg_init(net, seed=seed)
     return train_sg(net, X_train, y_train, X_val, y_val, heads=heads, seed=seed, progress=progress, **sg_kw)
 
 
 def fit_sg_cvx(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None = None,
                heads: list[Head] | None = None, sg_net: ParallelSNN | None = None, seed: int = 0,
-               progress: bool = False, sg_kwargs: dict | None = None, **cvx_kw):
+               progress: bool = False, sg_kwargs: dict | None = None,
+               device: str | torch.device | None = None, **cvx_kw) -> tuple[ParallelSNN, FitReport]:
     """SG-CVX: SG network's hidden weights as witnesses, convex readout; (network, report).
 
-    ``sg_net``: a trained SG network of the same shape (trained here when None)."""
+    ``sg_net``: a trained SG network of the same shape (trained here when None; its report is
+    the ``sg_stage`` of the returned one). ``cvx_kw`` are ``fit_cvx``'s options."""
     t0 = time.perf_counter()
+    net_kwargs = _place(net_kwargs, device)
     sg_report = None
     if sg_net is None:
         sg_net, sg_report = fit_sg(X_train, y_train, X_val, y_val, net_kwargs, heads=heads, seed=seed,
@@ -178,21 +221,24 @@ def fit_sg_cvx(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
     kw = dict(net_kwargs, beta=sg_net.beta, threshold=sg_net.threshold)
     model, rep = fit_cvx(X_train, y_train, X_val, y_val, kw, loss=loss, heads=heads, witness_net=sg_net,
                          seed=seed, progress=progress, **cvx_kw)
-    rep["sg"] = sg_report
-    rep["time_total"] = time.perf_counter() - t0
-    return model, rep
+    return model, dataclasses.replace(rep, sg_stage=sg_report, time_total=time.perf_counter() - t0)
 
 
 def fine_tune(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head] | None = None,
-              loss: str | None = None, seed: int = 0, progress: bool = False, **sg_kw):
+              loss: str | None = None, seed: int = 0, progress: bool = False,
+              lrs=(1e-4, 1e-3), device: str | torch.device | None = None,
+              **sg_kw) -> tuple[ParallelSNN, FitReport]:
     """Hybrid stage: SG fine-tuning of a trained network (CVX -> SG, SG -> SG); (network, report).
 
-    The binary hinge readout of a CVX network is fine-tuned with the logistic loss (smooth)."""
+    ``net`` is not modified. The binary hinge readout of a CVX network is fine-tuned with the
+    logistic loss (smooth). ``lrs`` is lower than ``train_sg``'s default: the start is trained."""
     heads = smooth_heads(_as_heads(heads, y_train, loss))
     if sum(h.size for h in heads) != net.n_out:
         raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
-    sg_kw.setdefault("lrs", (1e-4, 3e-4, 1e-3))
-    tuned, rep = train_sg(copy.deepcopy(net), X_train, y_train, X_val, y_val, heads=heads, seed=seed,
-                          progress=progress, **sg_kw)
-    rep["method"] = "fine-tune"
-    return tuned, rep
+    start = copy.deepcopy(net)
+    dev = check_device(device)
+    if dev is not None:
+        start = start.to(dev)
+    tuned, rep = train_sg(start, X_train, y_train, X_val, y_val, heads=heads, seed=seed,
+                          progress=progress, lrs=lrs, **sg_kw)
+    return tuned, dataclasses.replace(rep, method="fine-tune")

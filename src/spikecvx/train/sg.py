@@ -20,16 +20,10 @@ from tqdm.auto import tqdm
 
 from .._validation import check_finite, check_int, check_positive
 from ..snn import ParallelSNN
-from .heads import Head, check_targets, head_loss, head_slices
+from .heads import Head, check_targets, default_heads, head_loss, head_slices, smooth_heads
+from .report import FitReport, SGFit, SGRun
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def default_heads(net: ParallelSNN) -> list[Head]:
-    """One head over every output: logistic for a single +-1 output, softmax otherwise."""
-    if net.n_out == 1:
-        return [Head("y", 1, "logistic")]
-    return [Head("y", net.n_out, "softmax")]
 
 
 def sg_init(net: ParallelSNN, gain: float = 2.0, seed: int = 0) -> ParallelSNN:
@@ -68,13 +62,14 @@ def _objective(net, X, targets, heads, slices, weights_sum):
 def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head] | None = None,
              lrs=(1e-3, 3e-3, 1e-2), epochs: int = 100, batch_size: int | None = None,
              path_norm_reg: float = 0.0, weight_decay: float = 0.0, augment: Augment | None = None,
-             patience: int = 20, seed: int = 0, progress: bool = False) -> tuple[ParallelSNN, dict]:
+             patience: int = 20, seed: int = 0, progress: bool = False) -> tuple[ParallelSNN, FitReport]:
     """Train ``net`` (not modified) by surrogate gradients; returns (best network, report).
 
     Args:
         y_train, y_val: one label array per head, (N,) for last-step readouts or (N, T) for
             per-step readouts (a single array when there is one head).
-        heads: output heads (default: one head over all outputs, see ``default_heads``).
+        heads: output heads (default: ``default_heads`` of ``y_train`` over all outputs, with
+            hinge made logistic as in ``smooth_heads``).
         lrs: Adam learning rates tried from the same start; the lowest validation loss wins.
         epochs: maximum passes over the training data per learning rate.
         batch_size: None for full batch.
@@ -89,14 +84,18 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
     X_val = torch.as_tensor(X_val, dtype=net.dtype, device=net.device)
     check_finite("X_train", X_train)
     check_finite("X_val", X_val)
-    heads = heads or default_heads(net)
+    heads = heads or smooth_heads(default_heads(y_train, n_classes=net.n_out))
     if sum(h.size for h in heads) != net.n_out:
         raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
     epochs = check_int("epochs", epochs)
+    patience = check_int("patience", patience)
     check_positive("path_norm_reg", path_norm_reg, allow_zero=True)
     check_positive("weight_decay", weight_decay, allow_zero=True)
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be callable(X, generator) or None, got {type(augment).__name__}")
+    if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__iter__"):
+        raise TypeError(f"lrs must be a sequence of learning rates, got {type(lrs).__name__}")
+    lrs = tuple(lrs)
     if not lrs:
         raise ValueError("lrs must hold at least one learning rate")
     for lr in lrs:
@@ -145,14 +144,14 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
                 stale += 1
                 if stale >= patience:
                     break
-        runs.append(dict(lr=lr, val_loss=run_best, epochs=len(history)))
+        runs.append(SGRun(lr=lr, val_loss=run_best, epochs=len(history), history=tuple(history)))
         if run_best < best_val and run_state is not None:
             model.load_state_dict(run_state)
             best_net, best_val, best_lr = model, run_best, lr
     if best_net is None:
         raise RuntimeError("SG training produced no finite validation loss at any learning rate")
-    report = dict(method="sg", lr=best_lr, val_loss=best_val, runs=runs,
-                  time_total=time.perf_counter() - t0)
+    report = FitReport(method="sg", sg=SGFit(lr=best_lr, val_loss=best_val, runs=tuple(runs)),
+                       time_total=time.perf_counter() - t0)
     return best_net.eval(), report
 
 

@@ -1,0 +1,155 @@
+"""The training methods by name: what each does, which options it reads, and their defaults.
+
+``SpikingClassifier`` and the experiment cells both train through ``METHODS[name].fit``, so a
+method has one set of defaults wherever it runs. The defaults are read from the signatures of
+``fit_cvx``, ``train_sg`` and ``fine_tune``, so they are written once. Adding a method means
+adding one ``Method`` to ``METHODS`` here (with its fit function, here or in its own module).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+
+from ..snn import ParallelSNN
+from .heads import Head
+from .methods import fine_tune, fit_cvx, fit_sg, fit_sg_cvx
+from .report import FitReport
+from .sg import Augment, train_sg
+
+
+def _defaults(fn: Callable, keys: tuple[str, ...]) -> dict:
+    params = inspect.signature(fn).parameters
+    return {k: params[k].default for k in keys}
+
+
+# option -> default, grouped by the stage that reads it
+CVX_OPTIONS = _defaults(fit_cvx, ("penalty", "n_regs", "min_ratio", "tol", "grid", "witness",
+                                  "witness_scale"))
+SG_OPTIONS = _defaults(train_sg, ("epochs", "lrs", "batch_size", "weight_decay", "path_norm_reg", "patience"))
+# the fine-tuning stage of a hybrid: its learning rates; its other SG options are the SG ones
+FINE_TUNE_OPTIONS = {"ft_lrs": inspect.signature(fine_tune).parameters["lrs"].default}
+_READOUT_KEYS = ("penalty", "n_regs", "min_ratio", "tol")  # the convex stage of SG-CVX (no sampling, no grid)
+_FT_SG_KEYS = ("epochs", "batch_size", "weight_decay", "path_norm_reg", "patience")
+
+Split = tuple  # (X, y, X_val, y_val)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method.
+
+    Attributes:
+        name: the registry key ("cvx", "sg", ...).
+        summary: one line on what it does.
+        certified: True when the returned network's readout is a certified convex solution (its
+            report carries a certificate per head).
+        options: every option the method reads, with its default.
+        run: the function behind ``fit``.
+    """
+
+    name: str
+    summary: str
+    certified: bool
+    options: Mapping[str, object]
+    run: Callable[..., tuple[ParallelSNN, FitReport]]
+
+    def resolve(self, options: Mapping[str, object]) -> dict:
+        """The defaults updated with ``options``; unknown option names are a ValueError."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"method {self.name!r} has no option(s) {unknown}; "
+                             f"it reads {sorted(self.options)}")
+        return dict(self.options) | dict(options)
+
+    def fit(self, X_train, y_train, X_val, y_val, net_kwargs: dict, heads: list[Head] | None = None, *,
+            seed: int = 0, fine_tune_split: Split | None = None, augment: Augment | None = None,
+            progress: bool = False, device: str | torch.device | None = None,
+            **options) -> tuple[ParallelSNN, FitReport]:
+        """Train; returns (network, report).
+
+        Args:
+            X_train, y_train, X_val, y_val: the training and validation splits (labels: one
+                array per head, or a single array for the default head).
+            net_kwargs: ``ParallelSNN`` arguments without d_in / n_out.
+            heads: the output heads (default: ``default_heads`` of ``y_train``).
+            fine_tune_split: (X, y, X_val, y_val) of the fine-tuning stage of a hybrid (default:
+                fine-tune on the validation split, validate on the training split).
+            augment: transforms every training mini-batch of the SG stages (see ``train_sg``).
+            options: the method's ``options``, overriding their defaults.
+        """
+        opts = self.resolve(options)
+        split = (X_train, y_train, X_val, y_val)
+        ft_split = fine_tune_split if fine_tune_split is not None else (X_val, y_val, X_train, y_train)
+        if len(ft_split) != 4:
+            raise ValueError(f"fine_tune_split must be (X, y, X_val, y_val), got {len(ft_split)} items")
+        return self.run(split, ft_split, net_kwargs, heads, seed, opts, augment, progress, device)
+
+
+def _pick(opts: dict, keys) -> dict:
+    return {k: opts[k] for k in keys}
+
+
+def _sg_kw(opts: dict, augment) -> dict:
+    return dict(_pick(opts, SG_OPTIONS), lrs=tuple(opts["lrs"]), augment=augment)
+
+
+def _run_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+    return fit_cvx(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
+                   **_pick(opts, CVX_OPTIONS))
+
+
+def _run_sg(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+    return fit_sg(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
+                  **_sg_kw(opts, augment))
+
+
+def _run_sg_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+    return fit_sg_cvx(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
+                      sg_kwargs=_sg_kw(opts, augment), **_pick(opts, _READOUT_KEYS))
+
+
+def _fine_tuned(name: str, first: Callable):
+    """A hybrid: ``first`` trains on ``split``, then SG fine-tunes on ``ft_split``."""
+
+    def run(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+        net, rep = first(split, ft_split, net_kw, heads, seed, opts, augment, progress, device)
+        ft_kw = dict(_pick(opts, _FT_SG_KEYS), lrs=tuple(opts["ft_lrs"]), augment=augment)
+        tuned, ft = fine_tune(net, *ft_split, heads=heads, seed=seed, progress=progress, **ft_kw)
+        rep.method, rep.fine_tune = name, ft
+        rep.time_total += ft.time_total
+        return tuned, rep
+
+    return run
+
+
+def _sg_options(keys) -> dict:
+    return {k: SG_OPTIONS[k] for k in keys}
+
+
+METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
+    Method("cvx", "Gaussian witnesses, spike dictionary, certified convex readout, pruned network.",
+           True, MappingProxyType(dict(CVX_OPTIONS)), _run_cvx),
+    Method("sg", "Surrogate-gradient training from a scaled Gaussian start.",
+           False, MappingProxyType(dict(SG_OPTIONS)), _run_sg),
+    Method("sg-cvx", "The hidden weights of an SG network as witnesses, certified convex readout.",
+           True, MappingProxyType(_pick(CVX_OPTIONS, _READOUT_KEYS) | SG_OPTIONS), _run_sg_cvx),
+    Method("cvx-sg", "CVX, then SG fine-tuning of the whole network on the fine-tuning split.",
+           False, MappingProxyType(CVX_OPTIONS | _sg_options(_FT_SG_KEYS) | FINE_TUNE_OPTIONS),
+           _fine_tuned("cvx-sg", _run_cvx)),
+    Method("sg-sg", "SG, then SG fine-tuning on the fine-tuning split.",
+           False, MappingProxyType(SG_OPTIONS | FINE_TUNE_OPTIONS), _fine_tuned("sg-sg", _run_sg)),
+)})
+
+
+def get_method(name) -> Method:
+    """``METHODS[name]`` with an error that lists the methods."""
+    if not isinstance(name, str):
+        raise TypeError(f"method must be a string, one of {sorted(METHODS)}; got {type(name).__name__}")
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {name!r}")
+    return METHODS[name]
