@@ -177,3 +177,17 @@ def test_hook_identifies_the_preset_of_the_committed_results():
     assert sorted(json.dumps(r["cell"], sort_keys=True) for r in records) == \
         sorted(json.dumps(c, sort_keys=True) for c in expand(PRESETS[name]))
     assert hook.preset_of(records[:-1]) is None  # a part of a preset is not that preset
+
+
+def test_hook_warns_when_a_file_holds_another_preset(tmp_path):
+    hook = _hook()
+    committed = (DOCS / "results" / "quick.jsonl").read_text(encoding="utf-8")
+    records, _ = hook.read_records(DOCS / "results" / "quick.jsonl")
+    preset = hook.preset_of(records)
+    (tmp_path / "results").mkdir()
+    for name in ("quick", "paper", preset):
+        (tmp_path / "results" / f"{name}.jsonl").write_text(committed)
+    for name in ("quick", "paper"):
+        warned = f'!!! warning "Not the {name} preset"' in hook.render(name, tmp_path)
+        assert warned == (name != preset)
+    assert "Not the" not in hook.render(preset, tmp_path)

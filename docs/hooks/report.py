@@ -66,6 +66,9 @@ def render(name: str, docs_dir: Path) -> str:
     label = (f"the cells of the `{preset}` preset" if preset
              else "cells that match no preset exactly")
     head = f"Generated at build time from `{rel}` ({len(records)} records: {label}).\n"
+    if preset and preset != name:
+        head += (f'\n!!! warning "Not the {name} preset"\n    `{rel}` holds the results of the '
+                 f"`{preset}` preset; the `{name}` preset's results replace it when committed.\n")
     if bad:
         head += (f'\n!!! warning "Lines left out"\n    Lines {", ".join(map(str, bad))} of `{rel}` are '
                  "not result records.\n")
