@@ -96,11 +96,11 @@ def test_matches_cvxpy_and_gap_bounds_suboptimality(loss, pen):
 @pytest.mark.parametrize("method", ["simplex", "ipm"])
 @pytest.mark.parametrize("loss", ["hinge", "hinge_ovr"])
 def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, method, loss):
-    from spikecvx.convex import solver
+    from spikecvx.convex import hinge_programs as solver
 
     D, y = _problem(loss, n=80, p=30, seed=11)
     reg = reg_max(D, y, loss, "l1") / 10
-    monkeypatch.setattr(solver, "_lp_method", lambda p: method)  # small problems use simplex
+    monkeypatch.setattr(solver, "lp_method", lambda p: method)  # small problems use simplex
     res = solve(D, y, loss, "l1", reg=reg, tol=1e-9)
     ref = _cvxpy_objective(D, y, loss, "l1", reg)
     assert res.converged and res.rel_gap <= 1e-9
@@ -110,20 +110,20 @@ def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, metho
 
 @pytest.mark.parametrize("loss,pen", [("hinge", "l1"), ("hinge_ovr", "l1"), ("hinge_ovr", "group_l1")])
 def test_hinge_lps_merge_repeated_samples_without_changing_the_optimum(monkeypatch, loss, pen):
-    from spikecvx.convex import solver
+    from spikecvx.convex import hinge_programs as solver
 
     D, y = _problem(loss, n=30, p=12, seed=7)
     pick = np.random.default_rng(1).integers(0, 30, size=150)  # 150 samples, at most 30 distinct
     D, y = D[pick], y[pick]
     seen = []
-    distinct = solver._distinct_rows
+    distinct = solver.distinct_rows
 
     def recording(X, Y):
         out = distinct(X, Y)
         seen.append(len(out[0]))
         return out
 
-    monkeypatch.setattr(solver, "_distinct_rows", recording)
+    monkeypatch.setattr(solver, "distinct_rows", recording)
     reg = reg_max(D, y, loss, pen) / 10
     res = solve(D, y, loss, pen, reg=reg, tol=1e-9)
     ref = _cvxpy_objective(D, y, loss, pen, reg)
@@ -257,7 +257,7 @@ def test_path_warm_starts_and_selection():
 
 @pytest.mark.parametrize("coupled", [False, True])
 def test_dense_newton_step_matches_the_hessian_written_out(coupled):
-    from spikecvx.convex.solver import _dense_newton_step
+    from spikecvx.convex.prox_newton import dense_newton_step as _dense_newton_step
 
     rng = np.random.default_rng(4)
     n, p, C = 60, 9, 4
