@@ -48,7 +48,7 @@ def _cvxpy_objective(D, y, loss, pen, reg):
         fit = cp.sum(cp.logistic(-cp.multiply(Y, Z))) / n
     else:
         fit = (cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))) / n
-    penalty = cp.sum(cp.abs(W)) if pen == "l1" else cp.sum(cp.norm(W, 2, axis=1))
+    penalty = _cvxpy_penalty(W, pen)
     prob = cp.Problem(cp.Minimize(fit + reg * penalty))
     prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     return prob.value
@@ -74,8 +74,34 @@ def _objective(D, y, loss, pen, reg, coef):
         else:
             zmax = Z.max(1, keepdims=True)
             f = (np.log(np.exp(Z - zmax).sum(1)) + zmax[:, 0] - (Z * Y).sum(1)).sum() / n
-    penalty = np.abs(W).sum() if pen == "l1" else np.linalg.norm(W, axis=1).sum()
-    return f + reg * penalty
+    return f + reg * _penalty_value(W, pen)
+
+
+def _l1_ratio(pen):
+    from spikecvx.convex import PENALTIES
+
+    return (PENALTIES[pen] if isinstance(pen, str) else pen).l1_ratio
+
+
+def _penalty_value(W, pen):
+    """The penalty written out independently of spikecvx.convex.penalties."""
+    name = pen if isinstance(pen, str) else pen.name
+    if name == "l1":
+        return np.abs(W).sum()
+    if name == "group_l1":
+        return np.linalg.norm(W, axis=1).sum()
+    a = _l1_ratio(pen)
+    return a * np.abs(W).sum() + 0.5 * (1 - a) * np.sum(W ** 2)
+
+
+def _cvxpy_penalty(W, pen):
+    name = pen if isinstance(pen, str) else pen.name
+    if name == "l1":
+        return cp.sum(cp.abs(W))
+    if name == "group_l1":
+        return cp.sum(cp.norm(W, 2, axis=1))
+    a = _l1_ratio(pen)
+    return a * cp.sum(cp.abs(W)) + 0.5 * (1 - a) * cp.sum_squares(W)
 
 
 @pytest.mark.parametrize("loss,pen", PAIRS)
