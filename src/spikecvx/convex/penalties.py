@@ -146,6 +146,7 @@ class ElasticNet(Penalty):
             raise ValueError(f"l1_ratio must be in (0, 1], got {l1_ratio!r}")
         self.l1_ratio = l1_ratio
         self.params = np.array([l1_ratio])
+        self.orthant_linear = l1_ratio == 1.0  # then it is the L1 penalty
 
     def value(self, W):
         a = self.l1_ratio
