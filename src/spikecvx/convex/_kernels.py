@@ -30,15 +30,22 @@ PROX_SIGNATURE = types.void(types.float64[::1], types.intp, types.intp, types.fl
 _MIN_CURVATURE = 1e-300
 
 _F64_2D_ANY = types.Array(types.float64, 2, "A")
-_KERNEL_SIGNATURE = types.int64(
-    types.FunctionType(PROX_SIGNATURE),  # prox
-    types.float64[::1],  # params
-    types.Array(types.float64, 2, "F"),  # X
-    types.float64[:, ::1],  # G
-    types.float64[:, ::1],  # H
-    _F64_2D_ANY, _F64_2D_ANY, _F64_2D_ANY,  # W, dW, R
-    types.float64, types.boolean, types.boolean, types.int64, types.float64,  # reg .. tol
-)
+
+
+def _kernel_signature(x_layout: str):
+    return types.int64(
+        types.FunctionType(PROX_SIGNATURE),  # prox
+        types.float64[::1],  # params
+        types.Array(types.float64, 2, x_layout),  # X
+        types.float64[:, ::1],  # G
+        types.float64[:, ::1],  # H
+        _F64_2D_ANY, _F64_2D_ANY, _F64_2D_ANY,  # W, dW, R
+        types.float64, types.boolean, types.boolean, types.int64, types.float64,  # reg .. tol
+    )
+
+
+# X is Fortran-ordered; a single row or column is also C-contiguous, which numba types as "C".
+_KERNEL_SIGNATURES = [_kernel_signature("F"), _kernel_signature("C")]
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -74,7 +81,7 @@ def _update(x, delta, h, r, s, coupled):
             r[i] += x[i] * delta
 
 
-@njit(_KERNEL_SIGNATURE, cache=True)
+@njit(_KERNEL_SIGNATURES, cache=True)
 def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
     """Minimise over dW the model of F(X (W + dW)) + reg * Omega(W + dW) around W:
 

@@ -87,7 +87,8 @@ def hinge_socp(X, Y, reg):
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOCP_TOL
     sol = clarabel.DefaultSolver(sp.csc_matrix((nvar, nvar)), q, A, b, cones, settings).solve()
     if not str(sol.status).endswith(("Solved", "AlmostSolved")):
-        raise RuntimeError(f"Clarabel failed on the hinge + group L1 program: {sol.status}")
+        raise ValueError(f"Clarabel could not solve the hinge + group L1 program ({sol.status}) at "
+                         f"reg={reg:.3g} with D's columns of up to {np.abs(X).max():.3g}; use a larger reg")
     W = np.asarray(sol.x[:nW]).reshape(p, C)
     alpha = np.clip(n_all * np.asarray(sol.z[:nxi]).reshape(n, C) / counts[:, None], 0.0, 1.0)
     return W, alpha[inverse]
@@ -165,8 +166,10 @@ def hinge_lp(X, Y, reg):
         h.passModel(lp)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"HiGHS failed on the hinge LP ({h.modelStatusToString(h.getModelStatus())}) "
-                               f"with D's working-set columns up to {np.abs(X).max():.3g} and reg={reg:.3g}")
+            status = h.modelStatusToString(h.getModelStatus())
+            raise ValueError(f"HiGHS could not solve the hinge LP ({status}): reg={reg:.3g} against D's "
+                             f"columns of up to {np.abs(X).max():.3g} lies beyond the LP solver's "
+                             f"tolerance ({LP_TOL:g}); use a larger reg")
         sol = h.getSolution()
         x = np.asarray(sol.col_value)
         W[:, c] = x[:p] - x[p : 2 * p]

@@ -22,11 +22,18 @@ def reg_grid(D, y, loss: str = "squared", penalty: str | Penalty = "l1", n_regs:
              min_ratio: float = 1e-3) -> np.ndarray:
     """Geometric grid of ``n_regs`` values from reg_max down to ``min_ratio * reg_max``."""
     n_regs = check_int("n_regs", n_regs)
+    min_ratio = _check_min_ratio(min_ratio)
+    top = reg_max(D, y, loss, penalty)
+    if top == 0:
+        raise ValueError("reg_max is 0 for this D and y: coef = 0 is optimal for every reg, there is no path")
+    return top * np.geomspace(1.0, min_ratio, n_regs)
+
+
+def _check_min_ratio(min_ratio) -> float:
     min_ratio = check_positive("min_ratio", min_ratio)
     if min_ratio >= 1:
         raise ValueError(f"min_ratio must be < 1, got {min_ratio}")
-    top = reg_max(D, y, loss, penalty)
-    return top * np.geomspace(1.0, min_ratio, n_regs)
+    return min_ratio
 
 
 def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Sequence[float] | None = None,
@@ -34,6 +41,8 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
          **solve_kw) -> list[SolveResult]:
     """Solve along decreasing ``regs`` (default: a geometric grid from reg_max), warm-starting each."""
     check_bool("progress", progress)
+    n_regs = check_int("n_regs", n_regs)
+    min_ratio = _check_min_ratio(min_ratio)
     if regs is None:
         regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio)
     else:

@@ -52,7 +52,7 @@ MIN_COLUMN_NORM = 1e-12
 __all__ = ["LOSSES", "SolveResult", "reg_max", "solve"]
 
 
-def _check_problem(M: DesignMatrix, y, loss, penalty, reg=None, tol=None):
+def _check_problem(M: DesignMatrix, y, loss, penalty):
     check_choice("loss", loss, DATAFITS)
     fit, pen = DATAFITS[loss], get_penalty(penalty)
     if fit.subproblem == "conic" and pen.conic is None:
@@ -61,18 +61,14 @@ def _check_problem(M: DesignMatrix, y, loss, penalty, reg=None, tol=None):
     Y, classes = fit.encode(y)
     if Y.shape[0] != M.n:
         raise ValueError(f"y has {Y.shape[0]} samples but D has {M.n} rows")
-    if reg is not None:
-        check_positive("reg", reg)
-    if tol is not None:
-        check_positive("tol", tol)
     return fit, pen, Y, classes
 
 
 def reg_max(D, y, loss: str = "squared", penalty: str | Penalty = "l1") -> float:
     """The smallest reg for which W = 0 is optimal (exact), from the gradient of the loss at 0.
 
-    Raises ValueError when it is not finite in float64 (data too large) or is 0 (W = 0 is
-    optimal for every reg, e.g. y = 0 for the squared loss).
+    It is 0 when W = 0 is optimal for every reg (e.g. y = 0 for the squared loss). Raises
+    ValueError when it is not finite in float64 (data too large).
     """
     M = DesignMatrix(D)
     fit, pen, Y, _ = _check_problem(M, y, loss, penalty)
@@ -130,7 +126,9 @@ def solve(
     """
     t0 = time.perf_counter()
     M = DesignMatrix(D)
-    fit, pen, Y, classes = _check_problem(M, y, loss, penalty, reg, tol)
+    fit, pen, Y, classes = _check_problem(M, y, loss, penalty)
+    reg = check_positive("reg", reg)
+    tol = check_positive("tol", tol)
     max_iter = check_int("max_iter", max_iter)
     check_bool("verbose", verbose)
     if device is not None and not isinstance(device, str):
