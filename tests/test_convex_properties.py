@@ -77,7 +77,8 @@ def labels(draw, n, loss, bad):
         kind = "nan"
     yf = np.asarray(y, dtype=float)
     return {"short": lambda: y[:-1], "long": lambda: np.concatenate([y, y[:1]]),
-            "complex": lambda: y + 1j, "nan": lambda: np.where(np.arange(yf.size).reshape(yf.shape) == 0, np.nan, yf),
+            "complex": lambda: y + 1j,
+            "nan": lambda: np.where(np.arange(yf.size).reshape(yf.shape) == 0, np.nan, yf),
             "string": lambda: y.astype(str), "object": lambda: y.astype(object),
             "2d": lambda: np.stack([y, y], 1), "wrong_set": lambda: yf + 0.5}[kind]()
 
