@@ -80,12 +80,14 @@ def _objective(D, y, loss, pen, reg, coef):
 def _l1_ratio(pen):
     from spikecvx.convex import PENALTIES
 
+    if isinstance(pen, tuple):  # (name, params) as a SolveResult records it
+        return pen[1]["l1_ratio"]
     return (PENALTIES[pen] if isinstance(pen, str) else pen).l1_ratio
 
 
 def _penalty_value(W, pen):
     """The penalty written out independently of spikecvx.convex.penalties."""
-    name = pen if isinstance(pen, str) else pen.name
+    name = pen if isinstance(pen, str) else pen[0] if isinstance(pen, tuple) else pen.name
     if name == "l1":
         return np.abs(W).sum()
     if name == "group_l1":

@@ -95,7 +95,8 @@ def _check_result(D, y, res):
     assert np.isfinite(res.primal) and np.isfinite(res.dual) and np.isfinite(res.gap)
     assert res.gap >= -1e-9 * max(1.0, abs(res.primal))
     Dd = D.toarray() if sp.issparse(D) else np.asarray(D)
-    ours = _objective(Dd.astype(float), np.asarray(y), res.loss, res.penalty, res.reg, res.coef)
+    pen = (res.penalty, res.penalty_params)
+    ours = _objective(Dd.astype(float), np.asarray(y), res.loss, pen, res.reg, res.coef)
     assert res.primal == pytest.approx(ours, rel=1e-8, abs=1e-12)
 
 

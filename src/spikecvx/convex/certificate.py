@@ -31,6 +31,7 @@ class SolveResult:
     tol: float
     classes: np.ndarray | None = None
     dual_point: np.ndarray | None = field(default=None, repr=False)
+    penalty_params: dict = field(default_factory=dict)  # e.g. {"l1_ratio": 0.5} for the elastic net
 
     @property
     def rel_gap(self) -> float:
@@ -46,7 +47,8 @@ class SolveResult:
     def certificate(self) -> dict:
         return dict(primal=self.primal, dual=self.dual, gap=self.gap, rel_gap=self.rel_gap,
                     reg=self.reg, converged=self.converged, n_iter=self.n_iter, time=self.time,
-                    loss=self.loss, penalty=self.penalty, nonzero_rows=self.n_nonzero_rows)
+                    loss=self.loss, penalty=self.penalty, penalty_params=dict(self.penalty_params),
+                    nonzero_rows=self.n_nonzero_rows)
 
     def to_dict(self) -> dict:
         """JSON-ready dict: the certificate fields, ``coef`` as nested lists, ``classes`` as a list
@@ -54,7 +56,8 @@ class SolveResult:
         return dict(coef=self.coef.tolist(), primal=self.primal, dual=self.dual, gap=self.gap,
                     converged=self.converged, n_iter=self.n_iter, time=self.time, reg=self.reg,
                     loss=self.loss, penalty=self.penalty, tol=self.tol,
-                    classes=None if self.classes is None else self.classes.tolist())
+                    classes=None if self.classes is None else self.classes.tolist(),
+                    penalty_params=dict(self.penalty_params))
 
     @classmethod
     def from_dict(cls, d: dict) -> SolveResult:
@@ -63,7 +66,8 @@ class SolveResult:
         return cls(np.asarray(d["coef"], dtype=np.float64), float(d["primal"]), float(d["dual"]),
                    float(d["gap"]), bool(d["converged"]), int(d["n_iter"]), float(d["time"]),
                    float(d["reg"]), str(d["loss"]), str(d["penalty"]), float(d["tol"]),
-                   None if classes is None else np.asarray(classes))
+                   None if classes is None else np.asarray(classes),
+                   penalty_params=dict(d.get("penalty_params", {})))
 
 
 class DualTracker:

@@ -91,6 +91,10 @@ class Penalty:
         top = self.row_dual_norms(DtU).max()
         return (min(1.0, reg / top) if top > 0 else 1.0), 0.0
 
+    def get_params(self) -> dict:
+        """The penalty's parameters (``ElasticNet(**get_params())`` rebuilds it); {} for the norms."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -167,6 +171,9 @@ class ElasticNet(Penalty):
             return super().feasible_dual(DtU, reg)
         excess = np.maximum(np.abs(DtU) - reg * a, 0.0)
         return 1.0, float(np.sum(excess * excess)) / (2.0 * reg * (1.0 - a))
+
+    def get_params(self) -> dict:
+        return {"l1_ratio": self.l1_ratio}
 
     def __repr__(self) -> str:
         return f"ElasticNet(l1_ratio={self.l1_ratio!r})"

@@ -199,7 +199,7 @@ def solve(
     coef = W[:, 0] if squeeze else W
     return SolveResult(coef, float(primal), float(tracker.best), float(gap),
                        converged, it, time.perf_counter() - t0, float(reg), loss, pen.name, float(tol),
-                       classes, tracker.point)
+                       classes, tracker.point, pen.get_params())
 
 
 def _certify(M, fit, pen, tracker, W, Y, reg, alpha, first):
