@@ -8,9 +8,10 @@ duality gap, and which working-set subproblem solves it (``subproblem``: "prox_n
 smooth losses, "conic" for the hinge losses, solved exactly as linear or second-order cone
 programs). Everything is float64 numpy; nothing here knows about spikes.
 
-Dual of min_W F(DW) + reg * Omega(W):  max_U -F*(U)  s.t.  Omega_dual(D^T U) <= reg.
-A gradient U = grad F(Z) becomes feasible by scaling it into the constraint; scaling by a factor
-in [0, 1] stays inside the domain of F* for every loss here.
+Dual of min_W F(DW) + reg * Omega(W):  max_U -F*(U) - (reg Omega)*(-D^T U); for a norm Omega
+the second term is the constraint Omega_dual(D^T U) <= reg. A gradient U = grad F(Z) becomes
+feasible as the penalty prescribes (``Penalty.feasible_dual``: scaling into the constraint for a
+norm); scaling by a factor in [0, 1] stays inside the domain of F* for every loss here.
 """
 
 from __future__ import annotations
