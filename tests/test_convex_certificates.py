@@ -185,3 +185,18 @@ def test_the_kernel_runs_a_penalty_it_does_not_know():
     assert ours.converged and ours.penalty == "double_l1"
     np.testing.assert_allclose(ours.coef, ref.coef, atol=1e-3)
     assert abs(ours.primal - ref.primal) <= ours.gap + ref.gap
+
+
+def test_one_default_path_length_and_predictions_from_the_datafit():
+    from spikecvx.convex import path, predict, reg_grid, validation_score
+
+    D, y = _problem("softmax", seed=9)
+    assert len(reg_grid(D, y, "softmax")) == 8
+    results = path(D, y, "softmax")
+    assert len(results) == 8
+    Z = D.astype(float) @ results[-1].coef
+    np.testing.assert_array_equal(predict(results[-1], D), results[-1].classes[np.argmax(Z, axis=1)])
+    assert validation_score(results[-1], D, y) == np.mean(predict(results[-1], D) == y)
+    Ds, ys = _problem("squared")
+    res = solve(Ds, ys, reg=0.1)
+    assert validation_score(res, Ds, ys) == pytest.approx(-np.mean((Ds.astype(float) @ res.coef - ys) ** 2))
