@@ -48,7 +48,7 @@ def _cvxpy_objective(D, y, loss, pen, reg):
         fit = cp.sum(cp.logistic(-cp.multiply(Y, Z))) / n
     else:
         fit = (cp.sum(cp.log_sum_exp(Z, axis=1)) - cp.sum(cp.multiply(Y, Z))) / n
-    penalty = cp.sum(cp.abs(W)) if pen == "l1" else cp.sum(cp.norm(W, 2, axis=1))
+    penalty = _cvxpy_penalty(W, pen)
     prob = cp.Problem(cp.Minimize(fit + reg * penalty))
     prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
     return prob.value
@@ -74,8 +74,36 @@ def _objective(D, y, loss, pen, reg, coef):
         else:
             zmax = Z.max(1, keepdims=True)
             f = (np.log(np.exp(Z - zmax).sum(1)) + zmax[:, 0] - (Z * Y).sum(1)).sum() / n
-    penalty = np.abs(W).sum() if pen == "l1" else np.linalg.norm(W, axis=1).sum()
-    return f + reg * penalty
+    return f + reg * _penalty_value(W, pen)
+
+
+def _l1_ratio(pen):
+    from spikecvx.convex import PENALTIES
+
+    if isinstance(pen, tuple):  # (name, params) as a SolveResult records it
+        return pen[1]["l1_ratio"]
+    return (PENALTIES[pen] if isinstance(pen, str) else pen).l1_ratio
+
+
+def _penalty_value(W, pen):
+    """The penalty written out independently of spikecvx.convex.penalties."""
+    name = pen if isinstance(pen, str) else pen[0] if isinstance(pen, tuple) else pen.name
+    if name == "l1":
+        return np.abs(W).sum()
+    if name == "group_l1":
+        return np.linalg.norm(W, axis=1).sum()
+    a = _l1_ratio(pen)
+    return a * np.abs(W).sum() + 0.5 * (1 - a) * np.sum(W ** 2)
+
+
+def _cvxpy_penalty(W, pen):
+    name = pen if isinstance(pen, str) else pen.name
+    if name == "l1":
+        return cp.sum(cp.abs(W))
+    if name == "group_l1":
+        return cp.sum(cp.norm(W, 2, axis=1))
+    a = _l1_ratio(pen)
+    return a * cp.sum(cp.abs(W)) + 0.5 * (1 - a) * cp.sum_squares(W)
 
 
 @pytest.mark.parametrize("loss,pen", PAIRS)
@@ -96,11 +124,11 @@ def test_matches_cvxpy_and_gap_bounds_suboptimality(loss, pen):
 @pytest.mark.parametrize("method", ["simplex", "ipm"])
 @pytest.mark.parametrize("loss", ["hinge", "hinge_ovr"])
 def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, method, loss):
-    from spikecvx.convex import solver
+    from spikecvx.convex import hinge_programs as solver
 
     D, y = _problem(loss, n=80, p=30, seed=11)
     reg = reg_max(D, y, loss, "l1") / 10
-    monkeypatch.setattr(solver, "_lp_method", lambda p: method)  # small problems use simplex
+    monkeypatch.setattr(solver, "lp_method", lambda p: method)  # small problems use simplex
     res = solve(D, y, loss, "l1", reg=reg, tol=1e-9)
     ref = _cvxpy_objective(D, y, loss, "l1", reg)
     assert res.converged and res.rel_gap <= 1e-9
@@ -110,20 +138,20 @@ def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, metho
 
 @pytest.mark.parametrize("loss,pen", [("hinge", "l1"), ("hinge_ovr", "l1"), ("hinge_ovr", "group_l1")])
 def test_hinge_lps_merge_repeated_samples_without_changing_the_optimum(monkeypatch, loss, pen):
-    from spikecvx.convex import solver
+    from spikecvx.convex import hinge_programs as solver
 
     D, y = _problem(loss, n=30, p=12, seed=7)
     pick = np.random.default_rng(1).integers(0, 30, size=150)  # 150 samples, at most 30 distinct
     D, y = D[pick], y[pick]
     seen = []
-    distinct = solver._distinct_rows
+    distinct = solver.distinct_rows
 
     def recording(X, Y):
         out = distinct(X, Y)
         seen.append(len(out[0]))
         return out
 
-    monkeypatch.setattr(solver, "_distinct_rows", recording)
+    monkeypatch.setattr(solver, "distinct_rows", recording)
     reg = reg_max(D, y, loss, pen) / 10
     res = solve(D, y, loss, pen, reg=reg, tol=1e-9)
     ref = _cvxpy_objective(D, y, loss, pen, reg)
@@ -257,7 +285,7 @@ def test_path_warm_starts_and_selection():
 
 @pytest.mark.parametrize("coupled", [False, True])
 def test_dense_newton_step_matches_the_hessian_written_out(coupled):
-    from spikecvx.convex.solver import _dense_newton_step
+    from spikecvx.convex.prox_newton import dense_newton_step as _dense_newton_step
 
     rng = np.random.default_rng(4)
     n, p, C = 60, 9, 4

@@ -5,16 +5,47 @@ conditioned (non-negative columns share one dominant singular direction): a full
 must step by 1 / ||D||^2, which stalls, whereas each coordinate step uses only its own column's
 curvature. The loop is compiled with numba (cached on disk), as a pure-Python loop over
 coordinates would be a hundred times slower.
+
+The loop does not know which penalty it minimises: it receives the penalty's compiled proximal
+operator (a numba function of signature ``PROX_SIGNATURE``) and its parameters as a float array.
+Both functions carry explicit signatures, so the kernel is compiled once, cached on disk, and
+calls whichever proximal operator it is given.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 # Reassociation lets LLVM vectorise the per-column sums (the certificate is computed elsewhere,
 # in plain float64, so the order of these additions does not affect what is reported).
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+#: prox(z, lo, hi, curv, reg, params): replace z[lo:hi] (one entry, or one whole row for a group
+#: penalty) by  argmin_w  curv / 2 ||w - z[lo:hi]||^2 + reg * omega(w), in place.
+PROX_SIGNATURE = types.void(types.float64[::1], types.intp, types.intp, types.float64, types.float64,
+                            types.float64[::1])
+
+# Curvatures at or below this are treated as zero (an empty column): the coefficient is set to 0.
+_MIN_CURVATURE = 1e-300
+
+_F64_2D_ANY = types.Array(types.float64, 2, "A")
+
+
+def _kernel_signature(x_layout: str):
+    return types.int64(
+        types.FunctionType(PROX_SIGNATURE),  # prox
+        types.float64[::1],  # params
+        types.Array(types.float64, 2, x_layout),  # X
+        types.float64[:, ::1],  # G
+        types.float64[:, ::1],  # H
+        _F64_2D_ANY, _F64_2D_ANY, _F64_2D_ANY,  # W, dW, R
+        types.float64, types.boolean, types.boolean, types.int64, types.float64,  # reg .. tol
+    )
+
+
+# X is Fortran-ordered; a single row or column is also C-contiguous, which numba types as "C".
+_KERNEL_SIGNATURES = [_kernel_signature("F"), _kernel_signature("C")]
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -50,8 +81,8 @@ def _update(x, delta, h, r, s, coupled):
             r[i] += x[i] * delta
 
 
-@njit(cache=True)
-def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
+@njit(_KERNEL_SIGNATURES, cache=True)
+def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
     """Minimise over dW the model of F(X (W + dW)) + reg * Omega(W + dW) around W:
 
         (1/n) sum_i [G_i . R_i + R_i^T H_i R_i / 2] + reg * Omega(W + dW),   R = X dW,
@@ -60,9 +91,11 @@ def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
     gradients; W, dW: (p, C); R: (n, C) kept equal to X @ dW.
     Per-sample curvature H_i: diag(H[i]) when ``coupled`` is False; when True, H holds softmax
     probabilities p_i and H_i = diag(p_i) - p_i p_i^T (the exact multinomial Hessian).
-    Elementwise L1 minimises entry by entry exactly; group L1 takes a block step with a curvature
-    that majorises the block (so every step decreases the model). ``max_epochs`` bounds the full
-    sweeps (between them, up to 4 cheap sweeps over the nonzero entries). Returns the full sweeps run.
+    ``prox`` (with ``params``) is the penalty's proximal operator. Elementwise penalties
+    (``group`` False) minimise entry by entry exactly; group penalties take a block step with a
+    curvature that majorises the block (so every step decreases the model). ``max_epochs`` bounds
+    the full sweeps (between them, up to 4 cheap sweeps over the nonzero entries). Returns the
+    full sweeps run.
     """
     n, p = X.shape
     C = G.shape[1]
@@ -81,7 +114,7 @@ def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
     inv_n = 1.0 / n
     # glmnet-style active-set cycling: a full sweep, then sweeps over the nonzero entries only
     # until they settle, then a full sweep again; the full sweeps decide convergence.
-    cs = C if not group else 1  # L1: one entry at a time; group: the whole row
+    cs = C if not group else 1  # elementwise: one entry at a time; group: the whole row
     active = np.ones((p, cs), dtype=np.bool_)
     full = True
     n_full = 0
@@ -103,25 +136,13 @@ def quadratic_model_cd(X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
                     grad[c] *= inv_n
                     curv[c] *= inv_n
                     a_blk = max(a_blk, curv[c])
-                if group:
-                    norm = 0.0
-                    for c in range(C):
-                        new[c] = W[j, c] + dW[j, c] - grad[c] / a_blk if a_blk > 1e-300 else 0.0
-                        norm += new[c] * new[c]
-                    norm = np.sqrt(norm)
-                    shrink = 0.0
-                    if a_blk > 1e-300 and norm > 0.0:
-                        shrink = max(0.0, 1.0 - reg / (a_blk * norm))
-                    for c in range(C):
-                        new[c] *= shrink
-                else:
-                    c = k
-                    if curv[c] <= 1e-300:
+                if a_blk <= _MIN_CURVATURE:
+                    for c in range(lo, hi):
                         new[c] = 0.0
-                    else:
-                        z = W[j, c] + dW[j, c] - grad[c] / curv[c]
-                        t = reg / curv[c]
-                        new[c] = z - t if z > t else (z + t if z < -t else 0.0)
+                else:
+                    for c in range(lo, hi):
+                        new[c] = W[j, c] + dW[j, c] - grad[c] / a_blk
+                    prox(new, lo, hi, a_blk, reg, params)
                 nonzero = False
                 for c in range(lo, hi):
                     if new[c] != 0.0:

@@ -1,12 +1,17 @@
 """Datafits F(Z) = (1/n) sum_i loss(y_i, Z_i) for Z = D W of shape (n, C).
 
-Each datafit knows its label set, its value, per-sample gradient and curvature (for proximal
-Newton steps), and its Fenchel conjugate, from which a feasible dual point gives the lower bound
-of the duality gap. Everything is float64 numpy; nothing here knows about spikes.
+Each datafit owns its loss: its label set (``encode``), prediction from scores (``predict``) and
+the validation score (``score``), its value, per-sample gradient and curvature (for proximal
+Newton steps; ``coupled`` says whether the per-sample Hessian couples the outputs, as softmax's
+does), its Fenchel conjugate, from which a feasible dual point gives the lower bound of the
+duality gap, and which working-set subproblem solves it (``subproblem``: "prox_newton" for the
+smooth losses, "conic" for the hinge losses, solved exactly as linear or second-order cone
+programs). Everything is float64 numpy; nothing here knows about spikes.
 
-Dual of min_W F(DW) + reg * Omega(W):  max_U -F*(U)  s.t.  Omega_dual(D^T U) <= reg.
-A gradient U = grad F(Z) becomes feasible by scaling it into the constraint; scaling by a factor
-in [0, 1] stays inside the domain of F* for every loss here.
+Dual of min_W F(DW) + reg * Omega(W):  max_U -F*(U) - (reg Omega)*(-D^T U); for a norm Omega
+the second term is the constraint Omega_dual(D^T U) <= reg. A gradient U = grad F(Z) becomes
+feasible as the penalty prescribes (``Penalty.feasible_dual``: scaling into the constraint for a
+norm); scaling by a factor in [0, 1] stays inside the domain of F* for every loss here.
 """
 
 from __future__ import annotations
@@ -14,7 +19,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logsumexp, xlogy
 
-from .._validation import check_finite
+from .._validation import check_real_array
+
+# Per-sample curvature floor of the quadratic model: keeps coordinate steps finite where a
+# logistic sample is fitted so well that its curvature underflows.
+_MIN_SAMPLE_CURVATURE = 1e-10
 
 
 class Datafit:
@@ -22,6 +31,8 @@ class Datafit:
 
     name = ""
     smooth = True
+    subproblem = "prox_newton"
+    coupled = False
 
     def encode(self, y) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate labels and return (Y as float64 (n, C), classes or None)."""
@@ -42,20 +53,44 @@ class Datafit:
     def value(self, Z, Y) -> float:
         return self.values(Z, Y) / Z.shape[0]
 
+    def model_curvature(self, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
+        """What the coordinate-descent kernel takes as curvature: the diagonal H, floored (for a
+        ``coupled`` datafit, what its coupled Hessian is built from)."""
+        return np.maximum(H, _MIN_SAMPLE_CURVATURE)
+
+    def predict(self, Z: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
+        """Predictions from scores Z = D W ((n,) for one output, (n, C) otherwise)."""
+        raise NotImplementedError
+
+    def score(self, pred: np.ndarray, y) -> float:
+        """Validation score of predictions (larger is better): accuracy for classifiers."""
+        return float(np.mean(pred == np.asarray(y)))
+
     def in_domain(self, U, Y) -> bool:
         """Whether F*(U) is finite (U may be an extrapolated, not a scaled, gradient)."""
         return True
 
-    def dual_direction(self, Z, Y) -> np.ndarray:
-        """grad F(Z) = per-sample gradient / n: the dual candidate before scaling."""
+    def dual_direction(self, Z, Y, multipliers: np.ndarray | None = None) -> np.ndarray:
+        """grad F(Z) = per-sample gradient / n: the dual candidate before scaling.
+        ``multipliers`` (from an exact conic subproblem) are used by the non-smooth datafits."""
         return self.grad_hess(Z, Y)[0] / Z.shape[0]
 
 
+def _sign_predict(Z, classes):
+    return np.where(Z >= 0, 1.0, -1.0)
+
+
+def _argmax_predict(Z, classes):
+    return classes[np.argmax(Z, axis=1)]
+
+
 def _labels_1d(y, name="y") -> np.ndarray:
+    check_real_array(name, y)
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D (n,) for this loss, got shape {y.shape}")
-    check_finite(name, y)
+    if y.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
     return y
 
 
@@ -85,8 +120,8 @@ class Squared(Datafit):
     name = "squared"
 
     def encode(self, y):
+        check_real_array("y", y)
         Y = np.asarray(y, dtype=np.float64)
-        check_finite("y", Y)
         if Y.ndim == 1:
             Y = Y[:, None]
         if Y.ndim != 2:
@@ -103,12 +138,21 @@ class Squared(Datafit):
         n = U.shape[0]
         return 0.5 * n * float(np.sum(U * U)) + float(np.sum(U * Y))
 
+    def predict(self, Z, classes):
+        return Z
+
+    def score(self, pred, y):
+        """Minus the mean squared error."""
+        return -float(np.mean((pred - np.asarray(y).reshape(pred.shape)) ** 2))
+
 
 class Hinge(Datafit):
     """(1/n) sum_i max(0, 1 - y_i z_i), y in {-1, +1}; one column per binary problem."""
 
     name = "hinge"
     smooth = False
+    subproblem = "conic"
+    predict = staticmethod(_sign_predict)
 
     def encode(self, y):
         return _binary_pm1(y), None
@@ -116,8 +160,10 @@ class Hinge(Datafit):
     def values(self, Z, Y):
         return float(np.sum(np.maximum(0.0, 1.0 - Y * Z)))
 
-    def dual_direction(self, Z, Y, alpha: np.ndarray | None = None):
-        """-y alpha / n with alpha the hinge subgradient (1 below the margin, 0 above)."""
+    def dual_direction(self, Z, Y, multipliers: np.ndarray | None = None):
+        """-y alpha / n with alpha the LP multipliers, or the hinge subgradient (1 below the
+        margin, 0 above) when none are given."""
+        alpha = multipliers
         if alpha is None:
             alpha = (Y * Z < 1.0).astype(np.float64)
         return -Y * alpha / Z.shape[0]
@@ -134,6 +180,7 @@ class HingeOVR(Hinge):
     """One-vs-rest hinge: C binary hinge problems on integer class labels (sum of the C losses)."""
 
     name = "hinge_ovr"
+    predict = staticmethod(_argmax_predict)
 
     def encode(self, y):
         classes, idx = _class_indices(y)
@@ -146,6 +193,7 @@ class Logistic(Datafit):
     """(1/n) sum_i log(1 + exp(-y_i z_i)), y in {-1, +1}."""
 
     name = "logistic"
+    predict = staticmethod(_sign_predict)
 
     def encode(self, y):
         return _binary_pm1(y), None
@@ -168,6 +216,8 @@ class Softmax(Datafit):
     """Multinomial cross-entropy (1/n) sum_i [logsumexp(Z_i) - Z_i,y_i] on integer labels."""
 
     name = "softmax"
+    coupled = True  # per-sample Hessian diag(p_i) - p_i p_i^T
+    predict = staticmethod(_argmax_predict)
 
     def encode(self, y):
         classes, idx = _class_indices(y)
@@ -185,6 +235,10 @@ class Softmax(Datafit):
     def grad_hess(self, Z, Y):
         P = self.softmax_probs(Z)
         return P - Y, P * (1.0 - P)
+
+    def model_curvature(self, Z, H):
+        """The class probabilities p_i, from which the kernel forms diag(p_i) - p_i p_i^T."""
+        return self.softmax_probs(Z)
 
     def in_domain(self, U, Y):
         P = U.shape[0] * U + Y

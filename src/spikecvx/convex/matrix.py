@@ -7,31 +7,32 @@ never converted to float64 as a whole.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import check_finite
+from .._validation import check_real_array
 
 CHUNK_BYTES = 64 * 2**20
 
 
 class DesignMatrix:
+    """The matrix D (dense of any real dtype, or scipy sparse), checked: real and finite, 2-D,
+    not empty. Complex, object and string data are refused (TypeError), never cast."""
+
     def __init__(self, D, name: str = "D") -> None:
         if hasattr(D, "matrix") and not sp.issparse(D):  # a SpikeDictionary or similar wrapper
             D = D.matrix
         if sp.issparse(D):
+            check_real_array(name, D.data)
             D = sp.csc_matrix(D)
-            if not np.issubdtype(D.dtype, np.number) and D.dtype != bool:
-                raise TypeError(f"{name} must hold real numbers, got dtype {D.dtype}")
-            check_finite(name, D.data)
             self.sparse = True
         else:
+            check_real_array(name, D)
             D = np.asarray(D)
             if D.dtype == bool:
                 D = D.view(np.uint8)
-            if D.dtype.kind not in "uif":
-                raise TypeError(f"{name} must hold real numbers, got dtype {D.dtype}")
-            check_finite(name, D)
             self.sparse = False
         if D.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {D.shape}")
@@ -41,6 +42,22 @@ class DesignMatrix:
         self.n, self.p = D.shape
         itemsize = 8 * max(1, self.n)
         self.chunk = max(1, CHUNK_BYTES // itemsize)
+
+    @cached_property
+    def column_norms(self) -> np.ndarray:
+        """Euclidean norms of the columns, float64 (p,), computed once."""
+        return np.sqrt(self.column_sq_norms)
+
+    @cached_property
+    def column_sq_norms(self) -> np.ndarray:
+        """Squared Euclidean norms of the columns, float64 (p,), computed once, chunk by chunk."""
+        if self.sparse:
+            return np.asarray(self.D.multiply(self.D).sum(axis=0)).ravel().astype(np.float64)
+        out = np.empty(self.p)
+        for a in range(0, self.p, self.chunk):
+            block = self.D[:, a : a + self.chunk].astype(np.float64)
+            out[a : a + self.chunk] = np.einsum("ij,ij->j", block, block)
+        return out
 
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """Columns idx as a Fortran-ordered float64 array (n, len(idx))."""
