@@ -30,6 +30,7 @@ class Certificate:
     loss: str
     penalty: str
     nonzero_rows: int
+    penalty_params: dict = field(default_factory=dict)  # e.g. the elastic net's l1_ratio
 
     @classmethod
     def of(cls, result: SolveResult) -> Certificate:
@@ -38,7 +39,8 @@ class Certificate:
     def to_dict(self) -> dict:
         return dict(primal=self.primal, dual=self.dual, gap=self.gap, rel_gap=self.rel_gap, reg=self.reg,
                     converged=self.converged, n_iter=self.n_iter, time=self.time, loss=self.loss,
-                    penalty=self.penalty, nonzero_rows=self.nonzero_rows)
+                    penalty=self.penalty, nonzero_rows=self.nonzero_rows,
+                    **({"penalty_params": dict(self.penalty_params)} if self.penalty_params else {}))
 
 
 @dataclass(frozen=True)
