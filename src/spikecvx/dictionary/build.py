@@ -76,6 +76,8 @@ def dedup_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``inverse[j]`` is the position among the distinct columns of column j; distinct columns are
     kept in order of first appearance.
     """
+    if matrix.shape[0] == 0:  # no rows: every column is the same (empty) pattern
+        return np.zeros(min(1, matrix.shape[1]), dtype=np.intp), np.zeros(matrix.shape[1], dtype=np.intp)
     packed = np.packbits(np.ascontiguousarray(matrix.T, dtype=np.uint8), axis=1)
     keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -160,6 +162,8 @@ def spike_dictionary(
     check_bool("progress", progress)
     x = net.check_input(X, time_dim, name="X")  # checks shape, dtype and values; converts
     N, T, _ = x.shape
+    if N == 0:
+        raise ValueError(f"X must hold at least one sample, got shape {tuple(np.shape(X))}")
     steps = T if net.readout_at == "every" else 1
     bs, tc = plan_passes(net, N, T, batch_size, time_chunk)
     need = estimate_bytes(net, N, tc, bs)

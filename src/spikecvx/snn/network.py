@@ -208,7 +208,7 @@ class ParallelSNN(nn.Module):
             raise ValueError(f"{name} must be 3-D (N, T, d_in), got shape {tuple(x.shape)}")
         if x.shape[2] != self.d_in:
             raise ValueError(f"{name} must have d_in={self.d_in} features in its last dim, got {x.shape[2]}")
-        if x.shape[1 - time_dim] == 0:
+        if x.shape[time_dim] == 0:
             raise ValueError(f"{name} must have at least one time step, got shape {tuple(x.shape)}")
         check_real_array(name, x)
         x = x.to(device=self.device, dtype=self.dtype)
@@ -231,8 +231,8 @@ class ParallelSNN(nn.Module):
             if i == 0:
                 cur = h @ w  # (N, t, K*width_0): the input is shared by the branches
             else:  # per-branch product: (K, N*t, w_in) @ (K, w_in, w_out)
-                hk = h.reshape(N * T, K, -1).transpose(0, 1)
-                cur = torch.bmm(hk, w).transpose(0, 1).reshape(N, T, -1)
+                hk = h.reshape(N * T, K, w.shape[1]).transpose(0, 1)
+                cur = torch.bmm(hk, w).transpose(0, 1).reshape(N, T, K * w.shape[2])
             init = None if state is None else state[i]
             s, u = lif_scan(cur, self.beta, self.threshold, self.reset, self.surrogate, init=init)
             outputs.append((s, u))
