@@ -214,8 +214,6 @@ class ParallelSNN(nn.Module):
         x = x.to(device=self.device, dtype=self.dtype)
         return x if time_dim == 1 else x.transpose(0, 1)
 
-    _check_input = check_input
-
     def run_layers(self, x: torch.Tensor, state: list | None = None):
         """Run every LIF layer over a batch-major chunk x (N, t, d_in), already validated.
 
