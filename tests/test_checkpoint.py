@@ -36,6 +36,9 @@ def test_round_trip_is_exact(tmp_path, dtype):
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), back.state_dict().values()))
     x = torch.randn(4, 5, 3)
     assert torch.equal(back(x), net(x))
+    assert load_network(tmp_path / "net.pt", device="cpu")[0].device.type == "cpu"
+    with pytest.raises(ValueError, match="device 'nowhere'"):
+        load_network(tmp_path / "net.pt", device="nowhere")
 
 
 def _tampered(blob):

@@ -92,7 +92,10 @@ def load_network(path: str | Path, device: str | torch.device | None = None) -> 
     _check_state(path, net, state)
     net.load_state_dict(state)
     if device is not None:
-        net.to(device)
+        try:
+            net.to(device)
+        except (RuntimeError, AssertionError, TypeError) as err:
+            raise ValueError(f"device {device!r} is not available here: {err}") from None
     return net.eval(), metadata
 
 

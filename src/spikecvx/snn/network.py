@@ -199,8 +199,12 @@ class ParallelSNN(nn.Module):
         numpy array of real numbers; return them batch-major on this network's device and dtype.
         Errors call the inputs ``name``."""
         if isinstance(x, np.ndarray):
-            check_real_array(name, x)
-            x = torch.as_tensor(x)
+            if x.dtype.kind not in "biuf":  # complex, object, strings: refused before conversion
+                raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+            try:
+                x = torch.as_tensor(x)
+            except TypeError:  # e.g. float128, which torch has no type for
+                raise TypeError(f"{name} has dtype {x.dtype}, which torch cannot hold") from None
         elif not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
         time_dim = check_time_dim(time_dim)
