@@ -82,7 +82,8 @@ def load_network(path: str | Path, device: str | torch.device | None = None) -> 
     expected = set(_CONFIG_KEYS)
     if set(config) != expected:
         extra, lacking = sorted(map(str, set(config) - expected)), sorted(expected - set(config))
-        problems = ([f"has unknown keys {extra}"] if extra else []) + ([f"lacks {lacking}"] if lacking else [])
+        problems = [f"has unknown keys {extra}"] if extra else []
+        problems += [f"lacks {lacking}"] if lacking else []
         raise ValueError(f"{path}: 'config' {' and '.join(problems)}")
     if not isinstance(metadata, dict):
         raise ValueError(f"{path}: 'metadata' must be a dictionary, got {type(metadata).__name__}")
