@@ -15,7 +15,7 @@ WITNESS_KINDS = ("standard", "normalized", "orthogonal")
 
 
 def _draw(shape: tuple[int, ...], kind: str, gen: torch.Generator) -> torch.Tensor:
-    """One weight tensor (fan_in, width) or (K, fan_in, width), in float64."""
+    """One weight tensor of a ``ParallelSNN.layer_shapes`` shape, (..., fan_in, neurons), in float64."""
     w = torch.randn(shape, generator=gen, dtype=torch.float64)
     if kind == "normalized":  # every neuron's incoming weight vector has unit norm
         w = w / w.norm(dim=-2, keepdim=True).clamp_min(1e-300)
@@ -46,8 +46,8 @@ def sample_witnesses(
     check_int("seed", seed, minimum=0)
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        for p in net.hidden:
-            p.copy_(_draw(tuple(p.shape), witness, gen) * witness_scale)
+        for p, shape in zip(net.hidden, net.layer_shapes):
+            p.copy_(_draw(shape, witness, gen) * witness_scale)
     return net
 
 

@@ -140,7 +140,8 @@ class ParallelSNN(nn.Module):
     @property
     def layer_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the hidden weight tensors: (d_in, width) for the first layer (its input is
-        shared by the branches), (K, fan_in / K, width / K) per branch for the others."""
+        shared by the branches), (K, fan_in / K, width / K) per branch for the others. The last
+        two dimensions are always (inputs, neurons): column j holds a neuron's incoming weights."""
         K = self.branches
         widths = [w // K for w in self.layer_widths]
         shapes: list[tuple[int, ...]] = [(self.d_in, K * widths[0])]
