@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spikecvx.snn import SURROGATE_GRADS, ParallelSNN, lif_scan, spike
 
@@ -151,6 +153,15 @@ def test_surrogate_training_gradient_flows():
         (dict(surrogate="foo"), "surrogate"),
         (dict(readout_at="sometimes"), "readout_at"),
         (dict(layers=1), "layers"),
+        (dict(readout_bias=float("nan")), "readout_bias"),
+        (dict(readout_bias=float("inf")), "readout_bias"),
+        (dict(beta=float("nan")), "beta"),
+        (dict(threshold=float("inf")), "threshold"),
+        (dict(dtype=torch.int32), "dtype"),
+        (dict(dtype=torch.float16), "dtype"),
+        (dict(device="nowhere"), "device"),
+        (dict(seed=-1), "seed"),
+        (dict(seed=2**64), "seed"),
     ],
 )
 def test_bad_network_arguments(kwargs, match):
@@ -159,10 +170,67 @@ def test_bad_network_arguments(kwargs, match):
         ParallelSNN(**args)
 
 
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(layers="3"), "layers"),
+        (dict(width=8.0), "width"),
+        (dict(d_in=True), "d_in"),
+        (dict(beta="0.9"), "beta"),
+        (dict(beta=0.5 + 0j), "beta"),
+        (dict(threshold="1"), "threshold"),
+        (dict(readout_bias=1j), "readout_bias"),
+        (dict(readout=None), "readout"),
+        (dict(dtype="float32"), "dtype"),
+        (dict(device=0), "device"),
+        (dict(seed=1.5), "seed"),
+        (dict(seed="0"), "seed"),
+    ],
+)
+def test_network_argument_types(kwargs, match):
+    args = dict(d_in=2, n_out=2, layers=3, branches=2, width=8, last_width=8) | kwargs
+    with pytest.raises(TypeError, match=match):
+        ParallelSNN(**args)
+
+
+def test_complex_inputs_and_time_dims_are_refused():
+    net = ParallelSNN(2, 2, layers=3, branches=2, width=8, last_width=8, seed=0)
+    x = torch.randn(4, 5, 2)
+    for bad in (x.to(torch.complex64), x.numpy().astype(np.complex128)):
+        for call in (net, net.features, net.hidden_states):
+            with pytest.raises(TypeError, match="x must hold real numbers"):
+                call(bad)
+        with pytest.raises(TypeError, match="x must hold real numbers"):
+            net.step(bad[:, 0])
+    with pytest.raises(TypeError, match="currents must be a real floating-point tensor"):
+        lif_scan(x.to(torch.complex64))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        net(x.tolist())
+    with pytest.raises(TypeError, match="x_t must be"):
+        net.step(x[:, 0].tolist())
+    with pytest.raises(ValueError, match="x_t must be 2-D"):
+        net.step(x)
+    for call in (net, net.features, net.hidden_states, lambda v, time_dim: lif_scan(v, time_dim=time_dim)):
+        for td in (2, -1, 3):
+            with pytest.raises(ValueError, match="time_dim"):
+                call(x, time_dim=td)
+        for td in (True, 1.0, "1"):
+            with pytest.raises(TypeError, match="time_dim"):
+                call(x, time_dim=td)
+    with pytest.raises(TypeError, match="beta"):
+        lif_scan(x, beta="0.5")
+    with pytest.raises(ValueError, match="beta"):
+        lif_scan(x, beta=float("nan"))
+    # a numpy input gives what the same tensor gives
+    assert torch.equal(net(x.numpy()), net(x))
+
+
 def test_bad_inputs():
     net = ParallelSNN(2, 2, layers=3, branches=2, width=8, last_width=8)
     with pytest.raises(ValueError, match="3-D"):
         net(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="at least one time step"):
+        net(torch.randn(4, 0, 2))
     with pytest.raises(ValueError, match="d_in"):
         net(torch.randn(4, 5, 3))
     bad = torch.randn(4, 5, 2)
@@ -210,3 +278,113 @@ def test_check_finite_fast_path_and_overflow():
             check_finite("x", bad)
         with pytest.raises(ValueError, match="x contains NaN or inf"):
             check_finite("x", bad.numpy())
+
+
+# ---------------------------------------------------------------- layout
+@pytest.mark.parametrize("layers", [2, 3, 4])
+def test_layout_matches_the_weights(layers):
+    net = ParallelSNN(3, 2, layers=layers, branches=3, width=12, last_width=9, seed=0)
+    assert [tuple(p.shape) for p in net.hidden] == net.layer_shapes
+    assert net.layer_widths == [12] * (layers - 2) + [9]
+    widths = [s.shape[-1] for s, _ in net.hidden_states(torch.randn(2, 3, 3))]
+    assert widths == net.layer_widths
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_last_incoming_norms_and_with_last_neurons(layers):
+    """References written per neuron: branch k's neuron j is feature k * per + j."""
+    K, per = 3, 4
+    net = ParallelSNN(3, 2, layers=layers, branches=K, width=6, last_width=K * per, seed=1,
+                      readout_at="every", readout_bias=0.1)
+    with torch.no_grad():
+        net.readout_weight.normal_()
+    w = net.hidden[-1].detach()
+    incoming = [w[:, k * per + j] if layers == 2 else w[k][:, j] for k in range(K) for j in range(per)]
+    assert torch.allclose(net.last_incoming_norms(), torch.stack([v.norm() for v in incoming]))
+    keep = np.array([[3, 0], [1, 2], [0, 3]])
+    small = net.with_last_neurons(keep)
+    flat = [k * per + j for k in range(K) for j in keep[k]]
+    x = torch.randn(5, 7, 3) * 2
+    assert torch.equal(small.features(x), net.features(x)[..., flat])
+    assert torch.equal(small.readout_weight, net.readout_weight[flat])
+    assert small.last_width == 6 and small.n_out == 2
+    readout = np.arange(K * per * 5, dtype=np.float64).reshape(K * per, 5)
+    assert small.last_width == 6 and net.with_last_neurons(keep, readout).n_out == 5
+    with pytest.raises(ValueError, match="keep"):
+        net.with_last_neurons(np.array([[0, 4], [0, 1], [0, 1]]))
+    with pytest.raises(ValueError, match="keep"):
+        net.with_last_neurons(np.array([[0], [1]]))
+    with pytest.raises(TypeError, match="keep"):
+        net.with_last_neurons(keep.astype(float))
+    with pytest.raises(ValueError, match="readout"):
+        net.with_last_neurons(keep, readout[:5])
+
+
+# ---------------------------------------------------------------- property tests
+_SNN_ARGS = dict(  # valid and refused values of every constructor argument
+    d_in=[1, 3, 0, -1, 2.0, "3", True], n_out=[1, 2, 0, 1.5], layers=[2, 3, 4, 1, "3", None],
+    branches=[1, 2, 0, 2.0], width=[4, 8, 0, 5, 4.0], last_width=[2, 6, 0, 7, "6"],
+    beta=[0.0, 0.5, 1.0, 1.5, -0.1, float("nan"), float("inf"), "0.5", 0.5j, True],
+    threshold=[0.5, 1.0, 0.0, -1.0, float("inf"), float("nan"), "1"],
+    reset=["subtract", "zero", "none", 1], readout=["membrane", "spike", "both", None],
+    readout_at=["last", "every", "first"],
+    readout_bias=[0.0, -0.3, 1e30, float("nan"), -float("inf"), 1j, "0"],
+    surrogate=["atan", "sigmoid", "tanh"], seed=[None, 0, 7, -1, 1.5, 2**64],
+    dtype=[torch.float32, torch.float64, torch.float16, torch.int64, "float32", np.float32],
+    device=[None, "cpu", torch.device("cpu"), "nowhere", 0],
+)
+_VALID = dict(d_in=3, n_out=2, layers=3, branches=2, width=4, last_width=6, beta=0.5, threshold=1.0,
+              reset="subtract", readout="membrane", readout_at="last", readout_bias=0.0, surrogate="atan",
+              seed=0, dtype=torch.float32, device=None)
+
+
+@settings(max_examples=30, deadline=None)
+@given(picks=st.fixed_dictionaries({k: st.sampled_from(v) for k, v in _SNN_ARGS.items()}),
+       keep_valid=st.sets(st.sampled_from(sorted(_SNN_ARGS)), min_size=len(_SNN_ARGS) - 2))
+def test_network_constructor_fuzzed(picks, keep_valid):
+    """Either a network that runs and equals snnTorch-free references of its own layout, or a
+    TypeError / ValueError whose message names an argument that was given."""
+    kwargs = {k: (_VALID[k] if k in keep_valid else v) for k, v in picks.items()}
+    try:
+        net = ParallelSNN(**kwargs)
+    except (TypeError, ValueError) as err:
+        changed = [k for k in kwargs if k not in keep_valid]
+        assert any(k in str(err) for k in changed), (err, changed)
+        return
+    assert [tuple(p.shape) for p in net.hidden] == net.layer_shapes
+    assert net.config() == {k: kwargs[k] for k in net.config()}
+    x = torch.randn(2, 3, net.d_in)
+    out = net(x)
+    steps = (3,) if net.readout_at == "every" else ()
+    assert out.shape == (2, *steps, net.n_out) and out.dtype == net.dtype
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 3, 2), (1, 1, 2), (3, 2, 2), (0, 2, 2), (2, 0, 2), (2, 3, 3), (2, 3), (6,)]),
+    dtype=st.sampled_from([np.bool_, np.int64, np.float16, np.float32, np.float64, np.complex64, object]),
+    special=st.sampled_from([None, float("nan"), float("inf"), 1e30]),
+    as_tensor=st.booleans(), time_dim=st.sampled_from([0, 1, 1, 2, True]), seed=st.integers(0, 999),
+)
+def test_forward_fuzzed(shape, dtype, special, as_tensor, time_dim, seed):
+    """net(X): the outputs features(X) @ readout_weight computed from the float copy of X, or a
+    TypeError / ValueError naming x or time_dim."""
+    net = ParallelSNN(2, 2, layers=3, branches=2, width=4, last_width=4, seed=0, readout_at="every")
+    with torch.no_grad():
+        net.readout_weight.normal_()
+    x = np.random.default_rng(seed).normal(size=shape) * 2
+    if special is not None and x.size:
+        x.flat[0] = special
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = x.astype(dtype)
+    X = torch.as_tensor(x) if as_tensor and x.dtype.kind in "biufc" else x
+    try:
+        out = net(X, time_dim=time_dim)
+    except (TypeError, ValueError) as err:
+        assert str(err).startswith(("x ", "time_dim ")), err
+        return
+    ref = torch.as_tensor(x.astype(np.float64)).float()
+    ref = ref if time_dim == 1 else ref.transpose(0, 1)
+    assert x.dtype.kind in "biuf" and bool(torch.isfinite(ref).all())
+    expected = net.features(ref) @ net.readout_weight
+    assert out.shape == (ref.shape[0], ref.shape[1], 2) and torch.equal(out, expected)

@@ -13,10 +13,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from ..snn import ParallelSNN
-from ..snn._lif_kernel import FEATURE_MEMBRANE, FEATURE_SPIKE, run_kernel
-from ..snn.lif import KERNEL_DTYPES, beta_vector, cpu_state
 
 
 @dataclass
@@ -78,6 +76,8 @@ def dedup_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ``inverse[j]`` is the position among the distinct columns of column j; distinct columns are
     kept in order of first appearance.
     """
+    if matrix.shape[0] == 0:  # no rows: every column is the same (empty) pattern
+        return np.zeros(min(1, matrix.shape[1]), dtype=np.intp), np.zeros(matrix.shape[1], dtype=np.intp)
     packed = np.packbits(np.ascontiguousarray(matrix.T, dtype=np.uint8), axis=1)
     keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1])))[:, 0]
     _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -87,17 +87,13 @@ def dedup_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse.ravel()]
 
 
-def _widths(net: ParallelSNN) -> list[int]:
-    return [p.shape[-1] * (net.branches if p.dim() == 3 else 1) for p in net.hidden]
-
-
 def _row_bytes(net: ParallelSNN) -> int:
     """Working bytes per (sample, step) row of one pass: twice the most that is alive at once (a
     layer's input, its currents and its float spikes; the last layer writes uint8 features into
     the dictionary instead), as the BLAS packs the operands of each product into buffers of about
-    that size again (measured: 4096 x 4096 layer, 240 rows per pass)."""
+    that size again (see docs/design/dictionary.md)."""
     item = torch.finfo(net.dtype).bits // 8
-    widths = _widths(net)
+    widths = net.layer_widths
     ins = [net.d_in] + widths[:-1]
     alive = [a + w + (w if i < len(widths) - 1 else 0) for i, (a, w) in enumerate(zip(ins, widths))]
     return 2 * item * max(alive)
@@ -151,20 +147,23 @@ def spike_dictionary(
     Returns:
         A ``SpikeDictionary`` with (N, P) rows for the "last" readout or (N*T, P) for "every".
 
-    On the CPU each layer is one matrix product per pass and a compiled scan that writes the
-    last layer's binary features straight into the uint8 dictionary; other devices use torch.
+    Each pass is ``net.write_features``: on the CPU it writes the binary features straight into
+    the uint8 dictionary.
     """
+    if not isinstance(net, ParallelSNN):
+        raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
     if batch_size is not None:
         check_int("batch_size", batch_size)
     if time_chunk is not None:
         check_int("time_chunk", time_chunk)
-    x = torch.as_tensor(X)
-    if x.dim() != 3:
-        raise ValueError(f"X must be 3-D (N, T, d_in), got shape {tuple(x.shape)}")
-    if time_dim == 0:
-        x = x.transpose(0, 1)
-    x = net._check_input(x, 1)  # validates width and finiteness, converts dtype/device
+    if memory_limit is not None:
+        check_int("memory_limit", memory_limit)
+    check_bool("dedup", dedup)
+    check_bool("progress", progress)
+    x = net.check_input(X, time_dim, name="X")  # checks shape, dtype and values; converts
     N, T, _ = x.shape
+    if N == 0:
+        raise ValueError(f"X must hold at least one sample, got shape {tuple(np.shape(X))}")
     steps = T if net.readout_at == "every" else 1
     bs, tc = plan_passes(net, N, T, batch_size, time_chunk)
     need = estimate_bytes(net, N, tc, bs)
@@ -174,7 +173,6 @@ def spike_dictionary(
             f"({N * steps} x {net.last_width} uint8 plus one pass); lower batch_size or raise it"
         )
     out = np.empty((N * steps, net.last_width), dtype=np.uint8)
-    on_cpu = net.device.type == "cpu" and net.dtype in KERNEL_DTYPES
     bar = tqdm(total=N, desc="dictionary", unit="sample", disable=not progress)
     for a in range(0, N, bs):
         xb = x[a : a + bs]
@@ -187,13 +185,7 @@ def spike_dictionary(
                 target = rows[:, t0:t1]
             else:
                 target = rows if t1 == T else None
-            if on_cpu:
-                state = _cpu_pass(net, xb[:, t0:t1], state, target)
-            else:
-                layers, state = net.run_layers(xb[:, t0:t1], state)
-                if target is not None:
-                    feats = net.readout_features(*layers[-1]).to(torch.uint8).cpu().numpy()
-                    target[:] = feats if net.readout_at == "every" else feats[:, -1:]
+            state = net.write_features(xb[:, t0:t1], state, target)
         bar.update(n)
     bar.close()
     neurons = np.arange(net.last_width)
@@ -202,46 +194,3 @@ def spike_dictionary(
     first, inverse = dedup_columns(out)
     return SpikeDictionary(np.ascontiguousarray(out[:, first]), inverse, first, steps, True)
 
-
-def _cpu_pass(net: ParallelSNN, x: torch.Tensor, state: list | None, target: np.ndarray | None) -> list:
-    """One pass of a chunk x (n, t, d_in) through every layer with the compiled scan.
-
-    Activations are kept branch-major, (K, n*t, width/K): each branch's currents come from one
-    matrix product written in place, and its spikes are already the layout the next layer's
-    batched product reads, so nothing is transposed or copied between layers. ``state`` holds
-    each layer's writable (membrane, previous spike) arrays, (K, n, width/K) (None: at rest), and
-    is updated in place; the last layer's features go into ``target`` ((n, t, P) for the "every"
-    readout, (n, 1, P) for "last"; None: not needed in this chunk).
-    """
-    n, t, _ = x.shape
-    K = net.branches
-    widths = [w // K for w in _widths(net)]
-    if state is None:
-        state = [cpu_state(None, (K, n, w), net.dtype) for w in widths]
-    zero_reset = net.reset == "zero"
-    last = len(net.hidden) - 1
-    h = x.reshape(n * t, -1)  # copies a strided time chunk: 2-D products are the fast path
-    for i, (w, wk) in enumerate(zip(net.hidden, widths)):
-        cur = torch.empty(K, n * t, wk, dtype=net.dtype)
-        if i == 0:  # the input is shared: one product per branch with its columns of w
-            for k in range(K):
-                torch.mm(h, w[:, k * wk : (k + 1) * wk], out=cur[k])
-        else:
-            torch.bmm(h, w, out=cur)
-        beta = beta_vector(net.beta, wk, net.dtype)
-        u, r = state[i]
-        c = cur.numpy().reshape(K, n, t, wk)
-        if i < last:
-            spikes = torch.empty_like(cur)
-            run_kernel(c, beta, net.threshold, zero_reset, u, r, spikes=spikes.numpy().reshape(K, n, t, wk))
-            h = spikes
-        else:  # features of branch k are columns k*wk ... (k+1)*wk - 1 of the dictionary
-            feats = None
-            if target is not None:
-                feats = target.reshape(n, -1, K, wk).transpose(2, 0, 1, 3)
-                assert np.may_share_memory(feats, target), "features must be written in place"
-            mode = FEATURE_SPIKE if net.readout == "spike" else FEATURE_MEMBRANE
-            run_kernel(c, beta, net.threshold, zero_reset, u, r, feats=feats, feat_mode=mode,
-                       feat_bias=net.readout_bias)
-        del cur, c  # free before the next layer allocates
-    return state

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from .._validation import check_choice, check_positive
+from .._validation import check_choice, check_int, check_positive
 from ..snn import ParallelSNN
 
 WITNESS_KINDS = ("standard", "normalized", "orthogonal")
 
 
 def _draw(shape: tuple[int, ...], kind: str, gen: torch.Generator) -> torch.Tensor:
-    """One weight tensor (fan_in, width) or (K, fan_in, width), in float64."""
+    """One weight tensor of a ``ParallelSNN.layer_shapes`` shape, (..., fan_in, neurons), in float64."""
     w = torch.randn(shape, generator=gen, dtype=torch.float64)
     if kind == "normalized":  # every neuron's incoming weight vector has unit norm
         w = w / w.norm(dim=-2, keepdim=True).clamp_min(1e-300)
@@ -32,19 +32,22 @@ def _draw(shape: tuple[int, ...], kind: str, gen: torch.Generator) -> torch.Tens
 
 
 def sample_witnesses(
-    net: ParallelSNN, kind: str = "standard", scale: float = 1.0, seed: int = 0
+    net: ParallelSNN, witness: str = "standard", witness_scale: float = 1.0, seed: int = 0
 ) -> ParallelSNN:
     """Overwrite the hidden weights of ``net`` in place with seeded random witnesses; returns it.
 
-    ``kind``: "standard" N(0, 1), "normalized" (unit-norm incoming weights per neuron) or
-    "orthogonal"; every draw is multiplied by ``scale``.
+    ``witness``: "standard" N(0, 1), "normalized" (unit-norm incoming weights per neuron) or
+    "orthogonal"; every draw is multiplied by ``witness_scale``.
     """
-    check_choice("kind", kind, WITNESS_KINDS)
-    scale = check_positive("scale", scale)
+    if not isinstance(net, ParallelSNN):
+        raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
+    check_choice("witness", witness, WITNESS_KINDS)
+    witness_scale = check_positive("witness_scale", witness_scale)
+    check_int("seed", seed, minimum=0)
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        for p in net.hidden:
-            p.copy_(_draw(tuple(p.shape), kind, gen) * scale)
+        for p, shape in zip(net.hidden, net.layer_shapes):
+            p.copy_(_draw(shape, witness, gen) * witness_scale)
     return net
 
 

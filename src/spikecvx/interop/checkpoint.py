@@ -6,6 +6,7 @@ The file is a ``torch.save`` dictionary of plain types and tensors, read back wi
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -50,19 +51,73 @@ def _builtin(value):
 
 
 def load_network(path: str | Path, device: str | torch.device | None = None) -> tuple[ParallelSNN, dict]:
-    """Read a network written by ``save_network``; returns (network, metadata)."""
+    """Read a network written by ``save_network``; returns (network, metadata).
+
+    A file that is not a complete, untampered checkpoint raises ValueError naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, empty, random bytes or foreign pickles: torch raises many types
+        raise ValueError(f"{path} is not a readable spikecvx network checkpoint "
+                         f"(torch.load failed with {type(err).__name__})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a spikecvx network checkpoint")
-    if blob["version"] > FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {blob['version']}, newer than this spikecvx "
+        raise ValueError(f"{path} is not a spikecvx network checkpoint (no format {FORMAT!r})")
+    version = blob.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}: 'version' must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {version}, newer than this spikecvx "
                          f"reads ({FORMAT_VERSION}); upgrade spikecvx")
-    dtype = getattr(torch, blob["dtype"])
-    net = ParallelSNN(**blob["config"], dtype=dtype)
-    net.load_state_dict(blob["state"])
+    missing = {"config", "dtype", "state", "metadata"} - set(blob)
+    if missing:
+        raise ValueError(f"{path} is missing the entries {sorted(missing)}")
+    config, state, metadata = blob["config"], blob["state"], blob["metadata"]
+    if blob["dtype"] not in _DTYPES:
+        raise ValueError(f"{path}: 'dtype' must be one of {sorted(_DTYPES)}, got {blob['dtype']!r}")
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: 'config' must be a dictionary, got {type(config).__name__}")
+    expected = set(_CONFIG_KEYS)
+    if set(config) != expected:
+        extra, lacking = sorted(map(str, set(config) - expected)), sorted(expected - set(config))
+        problems = [f"has unknown keys {extra}"] if extra else []
+        problems += [f"lacks {lacking}"] if lacking else []
+        raise ValueError(f"{path}: 'config' {' and '.join(problems)}")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: 'metadata' must be a dictionary, got {type(metadata).__name__}")
+    try:
+        net = ParallelSNN(**config, dtype=_DTYPES[blob["dtype"]])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: invalid network config: {err}") from None
+    _check_state(path, net, state)
+    net.load_state_dict(state)
     if device is not None:
-        net.to(device)
-    return net.eval(), blob["metadata"]
+        try:
+            net.to(device)
+        except (RuntimeError, AssertionError, TypeError) as err:
+            raise ValueError(f"device {device!r} is not available here: {err}") from None
+    return net.eval(), metadata
+
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# what ParallelSNN.config() holds: the constructor's arguments except those not saved there
+_NOT_SAVED = ("seed", "dtype", "device")
+_CONFIG_KEYS = tuple(k for k in inspect.signature(ParallelSNN).parameters if k not in _NOT_SAVED)
+
+
+def _check_state(path: Path, net: ParallelSNN, state) -> None:
+    """Raise ValueError unless ``state`` holds exactly ``net``'s tensors, of their shapes, finite."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: 'state' must be a dictionary of tensors, got {type(state).__name__}")
+    own = net.state_dict()
+    if set(state) != set(own):
+        raise ValueError(f"{path}: 'state' has tensors {sorted(map(str, state))}, expected {sorted(own)}")
+    for name, ref in own.items():
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or value.shape != ref.shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{path}: state tensor {name!r} must have shape {tuple(ref.shape)}, got {shape}")
+        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{path}: state tensor {name!r} must hold finite real numbers")

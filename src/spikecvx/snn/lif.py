@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_positive
+from .._validation import check_choice, check_positive, check_real, check_real_array
 from ._lif_kernel import run_kernel
 from .surrogate import SURROGATE_GRADS, spike
 
@@ -25,10 +25,23 @@ RESETS = ("subtract", "zero")
 
 
 def check_beta(beta) -> None:
-    """Raise ValueError unless every leak value lies in [0, 1]."""
+    """Raise unless ``beta`` is a real scalar, array or tensor whose every value lies in [0, 1]."""
+    if isinstance(beta, (torch.Tensor, np.ndarray)):
+        check_real_array("beta", beta)
+    else:
+        check_real("beta", beta)
     b = torch.as_tensor(beta, dtype=torch.float64)
-    if not bool(torch.isfinite(b).all()) or bool((b < 0).any()) or bool((b > 1).any()):
+    if bool((b < 0).any()) or bool((b > 1).any()):
         raise ValueError(f"beta must lie in [0, 1], got {beta!r}")
+
+
+def check_time_dim(time_dim) -> int:
+    """Return ``time_dim`` unless it is not 0 or 1 (the time axis of (N, T, ...) or (T, N, ...))."""
+    if isinstance(time_dim, bool) or not isinstance(time_dim, (int, np.integer)):
+        raise TypeError(f"time_dim must be the integer 0 or 1, got {type(time_dim).__name__}")
+    if time_dim not in (0, 1):
+        raise ValueError(f"time_dim must be 0 (time first) or 1 (batch first), got {time_dim!r}")
+    return int(time_dim)
 
 
 def lif_scan(
@@ -56,10 +69,13 @@ def lif_scan(
     Returns:
         (spikes, membranes), both shaped like ``currents``.
     """
-    if not isinstance(currents, torch.Tensor) or currents.dim() != 3:
-        raise ValueError("currents must be a 3-D tensor (N, T, M) or (T, N, M)")
-    if time_dim not in (0, 1):
-        raise ValueError(f"time_dim must be 0 or 1, got {time_dim!r}")
+    if not isinstance(currents, torch.Tensor):
+        raise TypeError(f"currents must be a torch.Tensor, got {type(currents).__name__}")
+    if not currents.is_floating_point():
+        raise TypeError(f"currents must be a real floating-point tensor, got dtype {currents.dtype}")
+    if currents.dim() != 3:
+        raise ValueError(f"currents must be 3-D (N, T, M) or (T, N, M), got shape {tuple(currents.shape)}")
+    time_dim = check_time_dim(time_dim)
     check_beta(beta)
     theta = check_positive("threshold", threshold)
     check_choice("reset", reset, RESETS)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from .._validation import check_bool
 from ..dictionary import SpikeDictionary
 from ..snn import ParallelSNN
 
@@ -21,6 +21,9 @@ def reconstruct(net: ParallelSNN, result, dictionary: SpikeDictionary | None = N
             widths, so each branch keeps as many neurons as the branch that needs the most; the
             fillers have zero readout weights. Outputs are unchanged.
     """
+    if not isinstance(net, ParallelSNN):
+        raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
+    check_bool("prune", prune)
     coef = np.asarray(result.coef, dtype=np.float64)
     if dictionary is not None:
         coef = dictionary.neuron_weights(coef)
@@ -35,20 +38,8 @@ def reconstruct(net: ParallelSNN, result, dictionary: SpikeDictionary | None = N
         width = max(1, int(used.sum(axis=1).max()))
         # used neurons first (stable), then fillers, per branch
         keep_idx = np.stack([np.argsort(~used[k], kind="stable")[:width] for k in range(K)])
-    width = keep_idx.shape[1]
-    cfg = net.config() | dict(n_out=coef.shape[1], last_width=width * K)
-    out = ParallelSNN(**cfg, dtype=net.dtype, device=net.device)
-    flat = (keep_idx + per * np.arange(K)[:, None]).ravel()
-    with torch.no_grad():
-        for i, (src, dst) in enumerate(zip(net.hidden, out.hidden)):
-            if i < len(net.hidden) - 1:
-                dst.copy_(src)
-            elif src.dim() == 2:  # L = 2: (d_in, K * per)
-                dst.copy_(src[:, torch.as_tensor(flat)])
-            else:  # (K, w_in, per)
-                dst.copy_(torch.stack([src[k][:, torch.as_tensor(keep_idx[k])] for k in range(K)]))
-        out.readout_weight.copy_(torch.as_tensor(coef[flat], dtype=out.dtype))
-    return out
+    # features of branch k are the last-layer neurons k * per ... (k + 1) * per - 1
+    return net.with_last_neurons(keep_idx, readout=coef)
 
 
 def path_norm_objective(net: ParallelSNN, D: np.ndarray, y, loss: str, reg: float) -> float:

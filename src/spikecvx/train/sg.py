@@ -44,10 +44,8 @@ def path_norm(net: ParallelSNN) -> torch.Tensor:
     """sum_j ||incoming weights of last-layer neuron j||_2 * ||readout row j||_1.
 
     After the positive rescaling that threshold units allow, this is the L1 penalty of the
-    convex program on the readout (spec/METHOD.md, section 2)."""
-    w = net.hidden[-1]
-    incoming = w.norm(dim=0) if w.dim() == 2 else w.norm(dim=1).reshape(-1)
-    return (incoming * net.readout_weight.abs().sum(dim=1)).sum()
+    convex program on the readout (docs/method.md)."""
+    return (net.last_incoming_norms() * net.readout_weight.abs().sum(dim=1)).sum()
 
 
 def _objective(net, X, targets, heads, slices, weights_sum):
