@@ -149,6 +149,20 @@ def test_refuses_unrepresentable_unless_lossy(kw, feature):
     assert torch.equal(back.hidden[0], net.hidden[0])
 
 
+def test_lossy_subtract_export_changes_the_spikes():
+    """Why subtract is refused: snnTorch's import of the lossy graph spikes like the zero-reset net."""
+    net = _net(3, 2, 12, 8, 0.9, seed=4, reset="subtract")
+    zero = _net(3, 2, 12, 8, 0.9, seed=4, reset="zero")
+    x = _inputs(5, n=8, T=25)
+    with pytest.warns(UserWarning):
+        graph = to_nir(net, lossy=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, spikes = _run_snntorch(import_from_nir(graph), x)
+    assert torch.equal(spikes, zero.hidden_states(x)[-1][0])
+    assert not torch.equal(spikes, net.hidden_states(x)[-1][0])
+
+
 def test_refuses_beta_one_and_bad_arguments():
     with pytest.raises(ValueError, match="beta=1"):
         to_nir(_net(3, 1, 8, 8, 1.0), lossy=True)
@@ -221,7 +235,7 @@ def test_from_nir_refuses_branch_metadata_that_weights_contradict():
     g.metadata.clear()  # without the metadata the dense layer reads as one branch
     back = from_nir(g)
     assert back.branches == 1 and back.readout_at == "last"
-    np.testing.assert_array_equal(back.hidden[1][0].numpy(), g.nodes["fc1"].weight.T)
+    np.testing.assert_array_equal(back.hidden[1][0].detach().numpy(), g.nodes["fc1"].weight.T)
 
 
 def test_from_nir_refuses_non_chain_graphs():
