@@ -30,7 +30,8 @@ def _net(layers, branches, width, last_width, beta, seed=0, dtype=torch.float32,
     net = ParallelSNN(9, 3, layers=layers, branches=branches, width=width, last_width=last_width,
                       beta=beta, seed=seed, dtype=dtype, **opts)
     with torch.no_grad():
-        net.readout_weight.copy_(torch.randn(net.readout_weight.shape, generator=torch.Generator().manual_seed(seed)))
+        gen = torch.Generator().manual_seed(seed)
+        net.readout_weight.copy_(torch.randn(net.readout_weight.shape, generator=gen))
     return net
 
 
@@ -239,7 +240,8 @@ def test_from_nir_refuses_branch_metadata_that_weights_contradict():
 
 
 def test_from_nir_refuses_non_chain_graphs():
-    g = _chain([("a", nir.Linear(weight=np.ones((4, 3)))), ("b", _lif(4)), ("r", nir.Linear(weight=np.ones((2, 4))))])
+    g = _chain([("a", nir.Linear(weight=np.ones((4, 3)))), ("b", _lif(4)),
+                ("r", nir.Linear(weight=np.ones((2, 4))))])
     g.edges.append(("b", "a"))
     with pytest.raises(ValueError, match="'b' has 2 outgoing edges"):
         from_nir(g)

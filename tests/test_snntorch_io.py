@@ -15,9 +15,9 @@ def _tutorial(sizes, beta=0.9, threshold=1.0, reset="subtract", readout=True, se
     """Linear, Leaky, ..., [Linear]: the snnTorch tutorial network with bias-free random layers."""
     torch.manual_seed(seed)
     mods = []
-    for i, (a, b) in enumerate(zip(sizes[:-2], sizes[1:-1])):
-        mods += [nn.Linear(a, b, bias=False),
-                 snn.Leaky(beta=beta, threshold=threshold, reset_mechanism=reset, init_hidden=True, **leaky_kw)]
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        leaky = snn.Leaky(beta=beta, threshold=threshold, reset_mechanism=reset, init_hidden=True, **leaky_kw)
+        mods += [nn.Linear(a, b, bias=False), leaky]
     if readout:
         mods.append(nn.Linear(sizes[-2], sizes[-1], bias=False))
     seq = nn.Sequential(*mods)
@@ -82,8 +82,8 @@ def test_reset_delay_false_zero_reset_spikes_identical():
 @pytest.mark.parametrize("branches", [1, 2, 3])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_to_snntorch_matches_network(branches, reset):
-    net = ParallelSNN(6, 4, layers=4, branches=branches, width=12, last_width=6 * branches, beta=0.85, threshold=0.6, reset=reset, readout="spike",
-                      readout_at="every", seed=branches)
+    net = ParallelSNN(6, 4, layers=4, branches=branches, width=12, last_width=6 * branches, beta=0.85,
+                      threshold=0.6, reset=reset, readout="spike", readout_at="every", seed=branches)
     with torch.no_grad():
         net.readout_weight.normal_()
     seq = to_snntorch(net)
@@ -128,11 +128,13 @@ REFUSALS = [
     (lambda: _with(_tutorial([6, 10, 3]), 0, nn.Linear(6, 10)), r"layer 0 \(Linear\): bias"),
     (lambda: _with(_tutorial([6, 10, 3]), 1, snn.Leaky(beta=torch.full((10,), 0.9), init_hidden=True)),
      r"layer 1 \(Leaky\): beta has 10 values"),
-    (lambda: _tutorial([6, 10, 3], reset="subtract", reset_delay=False), r"layer 1 \(Leaky\): reset_delay=False"),
+    (lambda: _tutorial([6, 10, 3], reset="subtract", reset_delay=False),
+     r"layer 1 \(Leaky\): reset_delay=False"),
     (lambda: _tutorial([6, 10, 3], inhibition=True), r"layer 1 \(Leaky\): inhibition"),
     (lambda: _tutorial([6, 10, 3], graded_spikes_factor=2.0), r"layer 1 \(Leaky\): graded_spikes_factor"),
     (lambda: _tutorial([6, 10, 3], reset="none"), r"layer 1 \(Leaky\): reset_mechanism='none'"),
-    (lambda: _with(_tutorial([6, 10, 10, 3]), 3, snn.Leaky(beta=0.5, init_hidden=True)), r"layer 3 \(Leaky\): beta"),
+    (lambda: _with(_tutorial([6, 10, 10, 3]), 3, snn.Leaky(beta=0.5, init_hidden=True)),
+     r"layer 3 \(Leaky\): beta"),
     (lambda: _with(_tutorial([6, 10, 10, 3]), 3, snn.Leaky(beta=0.9, threshold=2.0, init_hidden=True)),
      r"layer 3 \(Leaky\): threshold"),
     (lambda: _with(_tutorial([6, 10, 3]), 2, nn.ReLU()), r"layer 2 is ReLU"),

@@ -260,8 +260,9 @@ def from_nir(graph, *, dt: float | None = None, readout_at: str | None = None) -
     readout = np.eye(widths[-1]) if ends_in_lif else weights[-1][1]
     dtype = torch.float64 if any(w.dtype == np.float64 for _, w in weights) else torch.float32
     at = readout_at if readout_at is not None else str(_meta(graph, "readout_at", "last"))
+    width = widths[0] if len(hidden) > 1 else _unused_width(graph, K, widths[-1])
     net = ParallelSNN(d_in, readout.shape[0], layers=len(hidden) + 1, branches=K,
-                      width=widths[0] if len(hidden) > 1 else _unused_width(graph, K, widths[-1]), last_width=widths[-1],
+                      width=width, last_width=widths[-1],
                       beta=beta, threshold=threshold, reset="zero", readout="spike", readout_at=at,
                       seed=0, dtype=dtype)
     with torch.no_grad():

@@ -92,8 +92,8 @@ def from_snntorch(module: nn.Sequential, *, readout_at: str = "last") -> Paralle
             raise ValueError(f"layer {i} is {type(layer).__name__}; expected nn.Linear (the network must "
                              "alternate Linear and Leaky layers)")
         if not want_linear and type(layer) is not snntorch.Leaky:
-            raise ValueError(f"layer {i} is {type(layer).__name__}; expected snntorch.Leaky (the network must "
-                             "alternate Linear and Leaky layers)")
+            raise ValueError(f"layer {i} is {type(layer).__name__}; expected snntorch.Leaky (the network "
+                             "must alternate Linear and Leaky layers)")
         if want_linear:
             weights.append(_linear_weight(layer, i))
         else:
@@ -102,7 +102,8 @@ def from_snntorch(module: nn.Sequential, *, readout_at: str = "last") -> Paralle
         raise ValueError("module has no Leaky layer; expected Linear, Leaky[, Linear, Leaky ...][, Linear]")
     beta, threshold, reset = params[0][1]
     for i, (b, th, r) in params[1:]:
-        for name, got, want in (("beta", b, beta), ("threshold", th, threshold), ("reset_mechanism", r, reset)):
+        pairs = (("beta", b, beta), ("threshold", th, threshold), ("reset_mechanism", r, reset))
+        for name, got, want in pairs:
             if got != want:
                 raise ValueError(f"layer {i} (Leaky): {name}={got!r} differs from layer 1's {want!r}; "
                                  "ParallelSNN shares it across layers")
