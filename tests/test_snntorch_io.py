@@ -162,3 +162,8 @@ def test_type_errors_and_membrane_readout():
     assert isinstance(seq[-1], nn.Linear)
     with pytest.raises(TypeError, match="net"):
         to_snntorch(seq)
+
+
+def test_readout_at_is_checked():
+    with pytest.raises(ValueError, match="readout_at"):
+        from_snntorch(_tutorial([6, 10, 3]), readout_at="first")

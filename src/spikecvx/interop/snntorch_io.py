@@ -20,9 +20,8 @@ import warnings
 import torch
 from torch import nn
 
-from .._validation import check_bool, check_choice
+from .._validation import check_bool
 from ..snn import ParallelSNN
-from ..snn.network import READOUT_AT
 
 
 def _snn():
@@ -83,7 +82,6 @@ def from_snntorch(module: nn.Sequential, *, readout_at: str = "last") -> Paralle
     snntorch = _snn()
     if not isinstance(module, nn.Sequential):
         raise TypeError(f"module must be a torch.nn.Sequential, got {type(module).__name__}")
-    check_choice("readout_at", readout_at, READOUT_AT)
     layers = list(module)
     weights, params = [], []
     for i, layer in enumerate(layers):
