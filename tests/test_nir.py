@@ -219,6 +219,9 @@ def test_from_nir_reads_foreign_graph_and_lif_ending():
       ("r", nir.Linear(weight=np.ones((2, 4))))], "'leaky'.*v_leak"),
     ([("a", nir.Linear(weight=np.ones((4, 3)))), ("b", _lif(4)), ("c", nir.Linear(weight=np.ones((4, 4)))),
       ("d", _lif(4, tau=2e-3)), ("r", nir.Linear(weight=np.ones((2, 4))))], "'d'.*differ"),
+    ([("a", nir.Linear(weight=np.ones((4, 3)))), ("b", _lif(4)), ("c", nir.Linear(weight=np.ones((5, 4)))),
+      ("d", _lif(5)), ("e", nir.Linear(weight=np.ones((4, 5)))), ("f", _lif(4)),
+      ("r", nir.Linear(weight=np.ones((2, 4))))], "'c': 5 neurons"),
     ([("a", nir.Linear(weight=np.ones((4, 3)))), ("b", _lif(4, tau=1e-3, dt=1e-3)),
       ("r", nir.Linear(weight=np.ones((2, 4))))], "'b'.*r \\* dt / tau"),
 ])
@@ -247,3 +250,12 @@ def test_from_nir_refuses_non_chain_graphs():
         from_nir(g)
     with pytest.raises(TypeError, match="graph"):
         from_nir({"nodes": {}})
+
+
+def test_from_nir_accepts_zero_bias_affine():
+    rng = np.random.default_rng(2)
+    w0, wr = rng.normal(size=(4, 3)), rng.normal(size=(2, 4))
+    g = _chain([("a", nir.Affine(weight=w0, bias=np.zeros(4))), ("b", _lif(4)), ("r", nir.Linear(weight=wr))])
+    net = from_nir(g)
+    np.testing.assert_array_equal(net.hidden[0].detach().numpy(), w0.T)
+    np.testing.assert_array_equal(net.readout_weight.detach().numpy(), wr.T)
