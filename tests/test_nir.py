@@ -7,11 +7,6 @@ import pytest
 import torch
 
 nir = pytest.importorskip("nir")
-snntorch = pytest.importorskip("snntorch")
-pytest.importorskip("nirtorch")
-
-from snntorch.import_nir import import_from_nir  # noqa: E402
-from snntorch.utils import reset as snn_reset  # noqa: E402
 
 from spikecvx.interop import from_nir, load_nir, save_nir, to_nir  # noqa: E402
 from spikecvx.snn import ParallelSNN  # noqa: E402
@@ -40,8 +35,20 @@ def _inputs(seed, n=6, T=15, d=9):
     return (torch.rand(n, T, d, generator=g) < 0.5).float()
 
 
+def import_from_nir(graph):
+    """snnTorch's NIR importer (the test is skipped where snnTorch or nirtorch is absent)."""
+    pytest.importorskip("snntorch")
+    pytest.importorskip("nirtorch")
+    from snntorch.import_nir import import_from_nir as snntorch_import
+
+    return snntorch_import(graph)
+
+
 def _run_snntorch(module, x):
     """Step an imported snnTorch graph module over time: (readout (N, T, n_out), last-layer spikes)."""
+    import snntorch
+    from snntorch.utils import reset as snn_reset
+
     snn_reset(module)
     leaky = [m for m in module.modules() if isinstance(m, snntorch.Leaky)][-1]
     spikes = []

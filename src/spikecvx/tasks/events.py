@@ -5,9 +5,10 @@ Events are numpy structured arrays with fields ``t``, ``x``, ``p`` and, for 2-D 
 sensors), polarities. A frame counts the events of one time bin per channel, clips the count to 1
 and flattens the channels in tonic's frame order (P, H, W): channel = p * H * W + y * W + x.
 
-Time bins follow tonic's ``ToFrame(n_time_bins=T)``: with t0 and t1 the first and last event
-times, every bin is ``(t1 - t0) // T`` long (floor division) and bin i holds the events with
-t0 + i * w <= t < t0 + (i + 1) * w, so events in the remainder after T whole bins fall in no bin.
+Time bins follow tonic's ``ToFrame(n_time_bins=T)``: with t0 and t1 the earliest and latest
+event times (the first and last of a time-sorted recording), every bin is w = (t1 - t0) // T
+long (floor division) and bin i holds the events with t0 + i * w <= t < t0 + (i + 1) * w, so
+events in the remainder after T whole bins fall in no bin.
 Giving ``t_start`` / ``t_end`` instead fixes the window [t_start, t_end) split into T equal bins,
 the same for every recording.
 
