@@ -172,7 +172,7 @@ def test_readout_at_is_checked():
 def test_learnable_beta_and_threshold_read_as_values():
     seq = _tutorial([6, 10, 3], 0.7, 0.9, learn_beta=True, learn_threshold=True)
     net = from_snntorch(seq, readout_at="every")
-    assert net.beta == float(seq[1].beta) and net.threshold == float(seq[1].threshold)
+    assert net.beta == float(seq[1].beta.detach()) and net.threshold == float(seq[1].threshold.detach())
     x = _x(6, seed=5)
     outs, spikes = _step(seq, x)
     assert torch.equal(net.hidden_states(x)[-1][0], spikes)
