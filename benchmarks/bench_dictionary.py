@@ -58,7 +58,7 @@ def run_one(case: str, impl: str) -> dict:
     net = sc.ParallelSNN(c["d_in"], 1, layers=c["layers"], branches=c["branches"], width=c["width"],
                          last_width=c["last_width"], readout=c["readout"], readout_at=c["readout_at"],
                          beta=0.9, seed=0)
-    sc.sample_witnesses(net, scale=1.0 / c["d_in"] ** 0.5 * 3, seed=0)
+    sc.sample_witnesses(net, witness_scale=1.0 / c["d_in"] ** 0.5 * 3, seed=0)
     x = torch.rand(c["N"], c["T"], c["d_in"], generator=torch.Generator().manual_seed(0))
     forward = _prepare(sc, net, c, impl)
     forward(x[:2, :2])  # warm-up

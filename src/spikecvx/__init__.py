@@ -21,6 +21,8 @@ _EXPORTS = {
     "spike_dictionary": "dictionary", "transfer_witnesses": "dictionary",
     "SpikingClassifier": "train", "reconstruct": "train",
     "load_network": "interop", "save_network": "interop",
+    "to_nir": "interop", "from_nir": "interop", "save_nir": "interop", "load_nir": "interop",
+    "from_snntorch": "interop", "to_snntorch": "interop",
 }
 _SUBMODULES = ("convex", "snn", "dictionary", "train", "tasks", "experiments", "interop")
 
