@@ -100,21 +100,106 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if "time" not in k and k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Keeps every network the cells train, for an independent evaluation."""
+    from spikecvx.experiments import cells
+
+    nets = []
+    train = cells._train
+
+    def keep(*args, **kw):
+        net, rep = train(*args, **kw)
+        nets.append(net)
+        return net, rep
+
+    monkeypatch.setattr(cells, "_train", keep)
+    return nets
+
+
+NET = dict(layers=3, branches=2, width=8, last_width=16)
+
+
 @pytest.mark.parametrize("cell", [
     dict(task="dfa", method="cvx", seed=0, symbols=3, n_train=200, n_val=100, n_test=100, n_regs=2,
-         ood=[1, 2], net=dict(layers=3, branches=2, width=8, last_width=16)),
+         ood=[1, 2], net=NET),
     dict(task="mnist", method="cvx", seed=0, T=4, n_train=150, n_val=50, n_test=50, n_regs=2,
-         min_ratio=0.3, net=dict(layers=3, branches=2, width=8, last_width=16)),
+         min_ratio=0.3, net=NET),
     dict(task="addition", method="sg-sg", seed=0, base=2, n_train=32, n_val=16, n_test=16,
-         test_lengths=[5, 10], epochs=2, lrs=[1e-2], net=dict(layers=3, branches=2, width=8, last_width=16)),
+         test_lengths=[5, 10], epochs=2, lrs=[1e-2], net=NET),
 ])
-def test_every_task_cell_runs(cell):
+def test_every_task_cell_is_deterministic_and_certified(cell):
     from spikecvx.experiments import run_cell
 
     res = run_cell(cell)
     assert 0 <= res["headline"] <= 1 and 0 < res["chance"] < 1
     for cert in res["certificates"].values():
         assert cert["rel_gap"] <= 1e-6
+    assert _without_timings(run_cell(dict(cell))) == _without_timings(res)  # same seed, same result
+
+
+def test_xor_cell_headline_is_the_accuracy_of_its_network_on_fresh_test_data(trained):
+    import torch
+
+    from spikecvx.experiments import run_cell
+    from spikecvx.tasks import first_last_xor
+
+    cell = dict(task="xor", method="cvx", seed=0, T=3, n_train=200, n_val=100, n_test=300, n_regs=3,
+                net=dict(NET, width=20, last_width=60))
+    res = run_cell(cell)
+    X, y = first_last_xor(300, 3, seed=3)  # the test split's documented seed, 1000 * seed + 3
+    with torch.no_grad():
+        scores = trained[0](torch.as_tensor(X))[:, 0].numpy()
+    assert res["headline"] == pytest.approx(float(((scores >= 0) * 2 - 1 == y).mean()), abs=0)
+    assert res["headline"] == 1.0  # T = 3 is easy for the convex readout
+
+
+def test_mnist_cell_headline_is_the_accuracy_of_its_network_on_the_test_images(trained):
+    import torch
+
+    from spikecvx.experiments import run_cell
+    from spikecvx.tasks import sequential_mnist
+
+    cell = dict(task="mnist", method="cvx", seed=1, T=4, n_train=100, n_val=50, n_test=80, n_regs=2,
+                min_ratio=0.3, net=NET)
+    res = run_cell(cell)
+    X, y = sequential_mnist(4, 100, 50, 80, seed=1)["test"]
+    with torch.no_grad():
+        pred = trained[0](torch.as_tensor(X)).argmax(1).numpy()
+    assert res["headline"] == float((pred == y).mean())
+
+
+def _append_many(path, writer, n):
+    from spikecvx.experiments.runner import append_atomic
+
+    for i in range(n):
+        append_atomic(path, dict(cell=dict(writer=writer, i=i), result=dict(pad="x" * 2000)))
+
+
+def test_concurrent_appends_lose_nothing(tmp_path):
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    path = tmp_path / "results.jsonl"
+    procs = [ctx.Process(target=_append_many, args=(path, w, 150)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 300
+    seen = {(r["cell"]["writer"], r["cell"]["i"]) for r in map(json.loads, lines)}
+    assert seen == {(w, i) for w in range(2) for i in range(150)}
 
 
 def test_addition_table_shows_lengths_and_chosen_hyper_parameters():

@@ -119,7 +119,8 @@ def check_cell(cell, methods: tuple[str, ...]) -> None:
     allowed = {"task", "method", "seed", spec.grid_key, "net"} | set(spec.cell_keys) | METHOD_OPTION_KEYS
     for key, value in cell.items():
         if key not in allowed:
-            raise ValueError(f"{where}: unknown key {key!r}; expected one of {sorted(allowed - {'task'})}")
+            known = ", ".join(sorted(allowed - {"task", "method", "seed"}))
+            raise ValueError(f"{where}: unknown key {key!r}; this task takes {known}")
         try:
             if key == "seed":
                 check_int("seed", value, minimum=0)

@@ -132,11 +132,13 @@ def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None
         unknown = sorted(set(at) - {str(v) for v in values})
         if unknown:
             raise ValueError(f"{_where(task)}: 'at' names {unknown}, which are not among {key} = {values}")
-        for seed, m, v in itertools.product(seeds, methods, values):
+        for seed, m, v in itertools.product(seeds, methods + [m for m in overrides if m not in methods],
+                                            values):
             cell = {**table, **at.get(str(v), {}), **overrides.get(m, {}),
                     "task": task, "method": m, "seed": seed, key: v}
-            check_cell(cell, METHODS)
-            cells.append(cell)
+            check_cell(cell, METHODS)  # a method sub-table is checked even when unused
+            if m in methods:
+                cells.append(cell)
     if not cells:
         raise ValueError("the config selects no cells (check --tasks and the task tables)")
     return cells
