@@ -211,3 +211,94 @@ def test_addition_table_shows_lengths_and_chosen_hyper_parameters():
     md = tables(recs)
     assert "| n=5 | n=10 |" in md and "80.0 ± 0.0" in md and "beta=0.0; beta=0.5" in md
     assert "36.6 / 31.4 / 30.7 / 31.0 [paper]" in md
+
+
+def _wrong_values(default):
+    """Values of a type that a key with this default must refuse."""
+    from hypothesis import strategies as st
+
+    words = st.text(max_size=4)
+    table = st.dictionaries(st.text(min_size=1, max_size=3), st.integers(), min_size=1, max_size=2)
+    wrong = [st.booleans(), table, st.lists(words, min_size=1, max_size=2)]
+    if not isinstance(default, str):
+        wrong.append(words)
+    if isinstance(default, int) and not isinstance(default, bool):
+        wrong.append(st.floats(allow_nan=False).filter(lambda v: v != int(v) if abs(v) < 1e300 else True))
+    return st.one_of(*wrong)
+
+
+def _task_keys():
+    from spikecvx.experiments.options import METHOD_OPTIONS
+    from spikecvx.tasks import TASKS
+
+    examples = dict(n_regs=2, min_ratio=0.1, grid=None, witness_scale=1.0, tol=1e-6, epochs=2, lrs=[1e-3],
+                    batch_size=None, weight_decay=0.0, ft_lrs=[1e-3])
+    assert set(examples) == set(METHOD_OPTIONS)
+    return [(task, key, default) for task, spec in TASKS.items()
+            for key, default in [*spec.cell_keys.items(), *examples.items()]]
+
+
+@pytest.mark.parametrize("task, key, default", _task_keys())
+def test_config_fuzz_wrong_types_are_refused_naming_the_key(task, key, default):
+    from hypothesis import HealthCheck, given, settings
+
+    from spikecvx.tasks import TASKS
+
+    spec = TASKS[task]
+    grid_value = 3 if task == "addition" else 4
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_wrong_values(default))
+    def check(value):
+        config = {task: {spec.grid_key: [grid_value], "net": dict(NET), key: value}}
+        with pytest.raises((TypeError, ValueError), match=rf"\b{key}\b"):
+            expand(config)
+
+    config = {task: {spec.grid_key: [grid_value], "net": dict(NET), key: default}}
+    if default is not None:
+        assert expand(config)[0][key] == default  # the default itself is accepted
+    check()
+
+
+@pytest.mark.parametrize("key", ["layers", "width", "beta", "threshold", "readout", "reset", "surrogate"])
+def test_config_fuzz_wrong_network_values_are_refused_naming_the_key(key):
+    import inspect
+
+    from hypothesis import given, settings
+
+    from spikecvx.snn import ParallelSNN
+
+    default = inspect.signature(ParallelSNN).parameters[key].default
+
+    @settings(max_examples=15, deadline=None)
+    @given(_wrong_values(default))
+    def check(value):
+        with pytest.raises((TypeError, ValueError), match=rf"net\.{key}\b"):
+            expand({"xor": {"T": [4], "net": dict(NET, **{key: value})}})
+
+    check()
+
+
+def test_config_fuzz_structure():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    odd = st.one_of(st.integers(), st.text(max_size=3), st.booleans(), st.floats(allow_nan=False))
+
+    @settings(max_examples=30, deadline=None)
+    @given(odd, st.sampled_from(["seeds", "methods", "net", "T", "task table"]))
+    def check(value, where):
+        config = {"xor": {"T": [4], "net": dict(NET), "methods": ["cvx"]}, "seeds": [0]}
+        if where == "task table":
+            config["xor"] = value
+        elif where == "seeds":
+            config["seeds"] = value
+        else:
+            config["xor"][where] = value
+        name = "xor" if where == "task table" else where
+        if where == "T" and isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+            return  # a single valid T is a grid of one point
+        with pytest.raises((TypeError, ValueError), match=rf"\b{name}\b"):
+            expand(config)
+
+    check()
