@@ -44,7 +44,8 @@ def _optional_int(name: str, value) -> None:
 
 
 # The options of the training methods that a cell may set (read by ``cells._train``), each with
-# the check of its value.
+# the check of its value. Options that the train layer's method registry adds are accepted too and
+# checked against the type of their default (see ``_REGISTRY_DEFAULTS``).
 METHOD_OPTIONS: dict[str, Callable[[str, object], object]] = {
     "n_regs": check_int,
     "min_ratio": check_positive,
@@ -57,7 +58,13 @@ METHOD_OPTIONS: dict[str, Callable[[str, object], object]] = {
     "weight_decay": lambda name, v: check_positive(name, v, allow_zero=True),
     "ft_lrs": _reals,
 }
-METHOD_OPTION_KEYS = frozenset(METHOD_OPTIONS)
+try:
+    from ..train import METHODS as _TRAIN_METHODS
+except ImportError:  # a train layer without a method registry: the options above are all there is
+    _TRAIN_METHODS = {}
+_REGISTRY_DEFAULTS = {k: v for m in _TRAIN_METHODS.values() for k, v in m.options.items()
+                      if k not in METHOD_OPTIONS}
+METHOD_OPTION_KEYS = frozenset(METHOD_OPTIONS) | frozenset(_REGISTRY_DEFAULTS)
 
 # ParallelSNN arguments a cell's ``net`` may not set: the data, the heads and the task fix them,
 # and --device places the network.
@@ -130,6 +137,8 @@ def check_cell(cell, methods: tuple[str, ...]) -> None:
                 _like_default(key, value, spec.cell_keys[key])
             elif key in METHOD_OPTIONS:
                 METHOD_OPTIONS[key](key, value)
+            else:
+                _like_default(key, value, _REGISTRY_DEFAULTS[key])
         except (TypeError, ValueError) as err:
             raise type(err)(f"{where}: {key} = {value!r}: {err}") from None
     _check_net(cell["net"], where)
