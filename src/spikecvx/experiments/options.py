@@ -137,7 +137,7 @@ def check_cell(cell, methods: tuple[str, ...]) -> None:
                 _like_default(key, value, spec.cell_keys[key])
             elif key in METHOD_OPTIONS:
                 METHOD_OPTIONS[key](key, value)
-            else:
+            elif key in _REGISTRY_DEFAULTS:
                 _like_default(key, value, _REGISTRY_DEFAULTS[key])
         except (TypeError, ValueError) as err:
             raise type(err)(f"{where}: {key} = {value!r}: {err}") from None
