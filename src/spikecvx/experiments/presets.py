@@ -63,7 +63,7 @@ PRESETS: dict[str, dict] = {
         "mnist": dict(methods=["cvx", "sg", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=5, min_ratio=0.01,
                       sg=_MNIST_SG, **{"sg-cvx": _MNIST_SG}),
     },
-    # the protocols of spec/TASKS.md (hours)
+    # the paper's protocols (docs/tasks.md; hours)
     "paper": {
         "seeds": [0, 1, 2],
         "xor": dict(methods=["cvx", "sg", "sg-cvx"], T=[6, 8, 11, 14], net=_XOR_PAPER, n_regs=10,

@@ -3,7 +3,7 @@
 Column t (least-significant first) holds digits a_t, b_t and the incoming carry c_t. The model
 sees [a_t, b_t, c_t] / (base - 1) and predicts two tokens: the sum digit (a_t + b_t + c_t) mod base
 and the carry out floor((a_t + b_t + c_t) / base), which is the next column's carry in. An extra
-final column (0, 0, c_{n+1}) makes the last sum token the final carry (spec/TASKS.md).
+final column (0, 0, c_{n+1}) makes the last sum token the final carry (docs/tasks.md).
 
 Choice: the carry into the first column is uniform in [0, base) as the spec says, so for
 base >= 3 the first column's carry out can be 2; the carry head therefore has 3 classes for
