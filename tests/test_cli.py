@@ -33,7 +33,7 @@ def _error(capsys) -> str:
 
 def _run_config(tmp_path, text, *extra):
     cfg = tmp_path / "grid.toml"
-    cfg.write_text(text)
+    cfg.write_bytes(text if isinstance(text, bytes) else text.encode())
     return main(["run", str(cfg), "--out", str(tmp_path / "out"), "--quiet", "--no-plots", *extra])
 
 
@@ -52,7 +52,7 @@ def _run_config(tmp_path, text, *extra):
     ('[xor]\nT = [4]\n' + NET.replace("width = 8", 'width = "8"'), ["net.width", "'8'"]),
     ("[xor]\nT = [4]\nnet = { layers = 3, readout_at = \"every\" }\n", ["net.readout_at", "set by the task"]),
     ("[xor\n", ["invalid TOML"]),
-    (b"\xff\xfe[xor]".decode("latin-1"), ["invalid TOML"]),
+    (b"\xff\xfe[xor]", ["invalid TOML"]),  # not UTF-8
 ])
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path, capsys, no_training, text, needles):
     assert _run_config(tmp_path, text) == 2
@@ -122,10 +122,10 @@ def test_bad_device_is_refused_before_any_cell_runs(tmp_path, capsys, monkeypatc
     assert "'gpu0' is not a torch device" in _error(capsys)
 
 
-def _write_results(out: Path, lines: list[str]) -> Path:
+def _write_results(out: Path, lines: list) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.jsonl"
-    path.write_text("".join(lines))
+    path.write_bytes(b"".join(x if isinstance(x, bytes) else x.encode() for x in lines))
     return path
 
 
@@ -135,7 +135,9 @@ def _record(seed: int, headline: float = 0.75) -> dict:
 
 
 BAD_LINES = ['{"cell": {"task": "xor", "meth\n', "garbage\n", '{"result": {"headline": 1.0}}\n',
-             '{"cell": 3, "result": {}}\n', "[1, 2]\n"]
+             '{"cell": 3, "result": {}}\n', "[1, 2]\n", b"\xff\xfe\n",
+             '{"cell": {"task": "xor", "method": "cvx", "seed": 0}, "result": {"headline": 1.0}}\n',
+             '{"cell": {"task": "xor", "method": "cvx", "seed": 0, "T": 4}, "result": {}}\n']
 
 
 def test_report_skips_and_names_every_bad_line(tmp_path, capsys):
@@ -150,6 +152,7 @@ def test_report_skips_and_names_every_bad_line(tmp_path, capsys):
     for lineno, w in zip(range(2, 2 + len(BAD_LINES)), warnings):
         assert w.startswith("spikecvx: warning: ") and f"{path}:{lineno}:" in w
     assert "without a 'cell'" in warnings[2] and "without a 'cell'" in warnings[3]
+    assert "cell has no T" in warnings[6] and "'headline'" in warnings[7]
     assert path.read_bytes() == before  # the bad lines stay where they were
 
 

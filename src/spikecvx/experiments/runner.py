@@ -11,6 +11,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..tasks import TASKS
+
 try:
     import fcntl
 except ImportError:  # not POSIX: appends rely on single O_APPEND writes only
@@ -52,11 +54,29 @@ def _warn(message: str) -> None:
     print(f"spikecvx: warning: {message}", file=sys.stderr)
 
 
+def _record_problem(rec) -> str | None:
+    """What keeps ``rec`` from being a record the reports can use (None when nothing does)."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a record"
+    cell, result = rec.get("cell"), rec.get("result")
+    if not isinstance(cell, dict):
+        return "a record without a 'cell' table"
+    if not isinstance(result, dict) or "headline" not in result:
+        return "a record without a 'result' table holding a 'headline'"
+    missing = [k for k in ("task", "method", "seed") if k not in cell]
+    if not missing and cell["task"] in TASKS and TASKS[cell["task"]].grid_key not in cell:
+        missing = [TASKS[cell["task"]].grid_key]
+    if missing:
+        return f"a record whose cell has no {', '.join(missing)}"
+    return None
+
+
 def load_results(out: str | Path, warn: Callable[[str], None] | None = _warn) -> list[dict]:
     """Records of a results folder (empty when there are none yet).
 
-    A line that is not a JSON record with a ``cell`` table and a ``result`` table (a line torn by
-    a crash, garbage) is skipped and left in the file; ``warn`` is told its file and line number.
+    A line that is not a JSON record with a ``cell`` table (task, method, seed and the task's grid
+    key) and a ``result`` table with a ``headline`` (a line torn by a crash, garbage) is skipped
+    and left in the file; ``warn`` is told its file and line number.
     """
     path = Path(out) / RESULTS
     if not path.exists():
@@ -73,13 +93,8 @@ def load_results(out: str | Path, warn: Callable[[str], None] | None = _warn) ->
             except ValueError as err:  # also bytes that are not UTF-8
                 problem = f"not valid JSON ({err})"
             else:
-                if not isinstance(rec, dict):
-                    problem = f"a JSON {type(rec).__name__}, not a record"
-                elif not isinstance(rec.get("cell"), dict):
-                    problem = "a record without a 'cell' table"
-                elif not isinstance(rec.get("result"), dict):
-                    problem = "a record without a 'result' table"
-                else:
+                problem = _record_problem(rec)
+                if problem is None:
                     records.append(rec)
                     continue
             if warn is not None:
