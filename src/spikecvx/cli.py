@@ -16,6 +16,7 @@ EPILOG = """examples:
   spikecvx reproduce --tasks xor mnist     # only some tasks
   spikecvx run my_grid.toml --out runs/mine
   spikecvx report runs/reproduce           # table (and plots) of a results folder
+  spikecvx export model.pt --nir model.nir # a saved network as a NIR graph
 
 Results go to OUT/results.jsonl, one line per finished cell; rerunning the same command
 resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end."""
@@ -48,7 +49,8 @@ def _run(cells, args) -> int:
 
     _check_device(args.device)
     check_out(args.out)
-    records = run_cells(cells, lambda c: run_cell(c, args.device), args.out, progress=not args.quiet)
+    records = run_cells(cells, lambda c: run_cell(c, args.device, args.data_dir), args.out,
+                        progress=not args.quiet)
     print()
     print(write_report(records, args.out, with_plots=not args.no_plots))
     print(f"\nresults: {Path(args.out) / 'results.jsonl'}   report: {Path(args.out) / 'report.md'}")
@@ -83,6 +85,15 @@ def report(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    from .interop import load_network, save_nir
+
+    net, _ = load_network(args.model)
+    out = save_nir(net, args.nir, lossy=args.lossy)
+    print(f"wrote {out}")
+    return 0
+
+
 def _common(p, default_out: str) -> None:
     from .tasks import TASKS
 
@@ -93,6 +104,8 @@ def _common(p, default_out: str) -> None:
                    f"(default: {default_out})")
     p.add_argument("--device", default=None, help="torch device for the networks, e.g. cuda "
                    "(default: cpu); the convex solves run on the CPU")
+    p.add_argument("--data-dir", default=None, help="dataset folder of the event tasks (shd: "
+                   "shd_train.h5 / shd_test.h5; nmnist: Train/ and Test/ folders); nothing is downloaded")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
     _debug(p)
@@ -102,6 +115,12 @@ def _debug(p) -> None:
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def main(argv=None) -> int:
     from .experiments import PRESETS
 
@@ -109,6 +128,7 @@ def main(argv=None) -> int:
         prog="spikecvx", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Train spiking neural networks to a certified global optimum (parameter "
                     "reconstruction, arXiv:2605.08022) and reproduce the paper's benchmarks.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     rp = sub.add_parser("reproduce", help="run the paper's benchmarks and print our numbers beside "
                         "the published ones", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -127,6 +147,15 @@ def main(argv=None) -> int:
     rr.add_argument("--no-plots", action="store_true", help="tables only, no PNG figures")
     _debug(rr)
     rr.set_defaults(func=report)
+    ex = sub.add_parser("export", help="write a saved network (save_network / SpikingClassifier.save) "
+                        "in an exchange format")
+    ex.add_argument("model", help="checkpoint file written by spikecvx")
+    ex.add_argument("--nir", required=True, help="output NIR file (HDF5)")
+    ex.add_argument("--lossy", action="store_true", help="export a network NIR cannot represent "
+                    "exactly (subtractive reset, membrane readout) as its nearest NIR network, with a "
+                    "warning")
+    _debug(ex)
+    ex.set_defaults(func=export)
     args = ap.parse_args(argv)
     try:
         return args.func(args)

@@ -53,12 +53,18 @@ def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, c
                  augment=augment, **options)
 
 
-def run_cell(cell: dict, device: str | None = None) -> dict:
-    """Train and evaluate one cell; ``device`` places the networks (not part of the cell's key)."""
+def run_cell(cell: dict, device: str | None = None, data_dir: str | None = None) -> dict:
+    """Train and evaluate one cell.
+
+    ``device`` places the networks; ``data_dir`` is the dataset folder of tasks that read one
+    (used when the cell names none). Neither is part of the cell's key in a results file.
+    """
     check_cell(cell, METHODS)
     if device is not None:
         cell = dict(cell, net=dict(cell["net"], device=device))
     spec = TASKS[cell["task"]]
+    if data_dir is not None and "data_dir" in spec.cell_keys and not cell.get("data_dir"):
+        cell = dict(cell, data_dir=str(data_dir))
     data = spec.splits(cell)
     net_kw = dict(cell["net"], readout=cell["net"].get("readout", spec.readout), readout_at=spec.readout_at)
     heads = [Head(*h) for h in spec.heads(cell)]

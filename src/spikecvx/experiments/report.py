@@ -43,7 +43,7 @@ def _lengths_table(spec, rows) -> list[str]:
         accs = " | ".join(_pm([r["result"]["metrics"][n]["joint"] for r in rs]) for n in lengths)
         seq = _pm([r["result"]["metrics"][lengths[0]]["sequence"] for r in rs])
         lines.append(f"| {v} | {m} | {accs} | {seq} | {len(rs)} | {_max_gap(rs)} | {_chosen(rs)} | "
-                     f"{spec.published.get(v, '-')} | {100 * spec.chance({spec.grid_key: v}):.1f} |")
+                     f"{spec.published_for(v)} | {100 * spec.chance({spec.grid_key: v}):.1f} |")
     return lines
 
 
@@ -55,7 +55,7 @@ def _accuracy_table(spec, rows) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for (v, m), rs in sorted(rows.items()):
         lines.append(f"| {v} | {m} | {_pm([r['result']['headline'] for r in rs])} | {len(rs)} | "
-                     f"{_max_gap(rs)} | {spec.published.get(v, '-')} | "
+                     f"{_max_gap(rs)} | {spec.published_for(v)} | "
                      f"{100 * spec.chance({spec.grid_key: v}):.1f} |")
     return lines
 

@@ -37,6 +37,7 @@ class TaskSpec:
     ``cell_keys`` maps every cell key the task reads to its default; a config value for such a
     key must have the default's type (an int, a float, a string or a list of ints). ``heads``
     returns plain ``(name, size, loss)`` tuples (the ``Head`` type belongs to the training layer).
+    ``published`` maps grid values (or "*", for every value) to the published numbers.
     ``evaluate(net, splits, cell)`` returns the test metrics, with the paper's metric in [0, 1]
     under ``"headline"``. ``layout`` says how the report lays out the task's table: "accuracy"
     (one headline column) or "lengths" (one column per test length, from ``metrics``).
@@ -63,6 +64,10 @@ class TaskSpec:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise ValueError(f"task {self.name!r}: layout must be one of {LAYOUTS}, got {self.layout!r}")
+
+    def published_for(self, value) -> str:
+        """Published numbers for one grid value (the entry "*" holds those for every value)."""
+        return self.published.get(value, self.published.get("*", "-"))
 
     def option(self, cell: dict, key: str):
         """The cell's value of one of the task's keys, or its default."""
