@@ -102,3 +102,30 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
     return bool(value)
+
+
+def check_device(device, name: str = "device"):
+    """``device`` as a ``torch.device`` that can hold tensors on this machine (None stays None).
+
+    Refuses, naming ``name``: a value that is not a string or torch.device, a string that is no
+    torch device, and a device this machine lacks (CUDA without a GPU, a CUDA index past the last).
+    torch is imported here only, so the modules that do not need it stay free of it.
+    """
+    if device is None:
+        return None
+    import torch
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a string such as 'cpu' or 'cuda', or a torch.device; "
+                        f"got {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{name} {str(device)!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {str(device)!r}: CUDA is not available on this machine")
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as err:
+        raise ValueError(f"{name} {str(device)!r} is not available on this machine: {err}") from None
+    return dev

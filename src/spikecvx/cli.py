@@ -22,32 +22,12 @@ Results go to OUT/results.jsonl, one line per finished cell; rerunning the same 
 resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end."""
 
 
-def _check_device(device: str | None) -> None:
-    """Refuse an invalid device string, or CUDA on a machine without it, before anything runs."""
-    if device is None:
-        return
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1): "
-                         f"{err}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine")
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise ValueError(f"--device {device}: expected cpu or cuda")
-
-
 def _run(cells, args) -> int:
+    from ._validation import check_device
     from .experiments import run_cell, run_cells, write_report
     from .experiments.runner import check_out
 
-    _check_device(args.device)
+    check_device(args.device, "--device")
     check_out(args.out)
     records = run_cells(cells, lambda c: run_cell(c, args.device, args.data_dir), args.out,
                         progress=not args.quiet)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_int, check_positive, check_real, check_real_array
+from .._validation import check_choice, check_device, check_int, check_positive, check_real, check_real_array
 from ._lif_kernel import FEATURE_MEMBRANE, FEATURE_SPIKE, run_kernel
 from .lif import KERNEL_DTYPES, RESETS, beta_vector, check_beta, check_time_dim, cpu_state, lif_scan
 from .surrogate import SURROGATE_GRADS, spike
@@ -22,20 +22,6 @@ READOUTS = ("membrane", "spike")
 READOUT_AT = ("last", "every")
 DTYPES = (torch.float32, torch.float64)
 _SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes an unsigned 64-bit seed
-
-
-def _check_device(device) -> torch.device | None:
-    """``device`` as a torch.device that can hold tensors here (None stays None)."""
-    if device is None:
-        return None
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-        torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError) as err:
-        raise ValueError(f"device {str(device)!r} is not available here: {err}") from None
-    return dev
 
 
 class ParallelSNN(nn.Module):
@@ -102,7 +88,7 @@ class ParallelSNN(nn.Module):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {type(dtype).__name__}")
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        device = _check_device(device)
+        device = check_device(device)
 
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         self.hidden = nn.ParameterList(

@@ -20,11 +20,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import check_positive
+from .._validation import check_device, check_positive
 from ..convex import PENALTIES
 from ..dictionary.witnesses import WITNESS_KINDS
 from .heads import BINARY_LOSSES, HEAD_LOSSES, PROBABILISTIC_LOSSES, Head, default_heads
-from .methods import check_device
 from .registry import METHODS, get_method
 from .report import FitReport
 

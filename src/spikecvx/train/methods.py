@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._validation import check_device
 from ..convex import path, reg_grid, select
 from ..convex.path import predict as convex_predict
 from ..dictionary import SpikeDictionary, sample_witnesses, spike_dictionary, transfer_witnesses
@@ -36,31 +37,6 @@ from .report import Certificate, DictionarySize, FitReport, HeadFit, PathPoint
 from .sg import sg_init, train_sg
 
 NET_GRID_KEYS = ("beta", "threshold", "readout_bias", "readout", "witness_scale", "witness")
-
-
-def check_device(device) -> torch.device | None:
-    """``device`` as a ``torch.device`` (None stays None); clear errors for bad names and for
-    accelerators this machine does not have."""
-    if device is None:
-        return None
-    if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a torch.device; "
-                        f"got {type(device).__name__}")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:0'; "
-                         f"got {device!r}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asks for CUDA, which is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA devices")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} asks for MPS, which is not available on this machine")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'mps' (with an optional index), got {device!r}")
-    return dev
 
 
 def _place(net_kwargs: dict, device) -> dict:
