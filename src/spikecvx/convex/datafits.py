@@ -33,6 +33,8 @@ class Datafit:
     smooth = True
     subproblem = "prox_newton"
     coupled = False
+    labels = "classes"  # what y holds: "pm1" (-1 / +1, one output), "classes" (integers) or "real"
+    probabilistic = False  # whether softmax / sigmoid of the scores are the model's probabilities
 
     def encode(self, y) -> tuple[np.ndarray, np.ndarray | None]:
         """Validate labels and return (Y as float64 (n, C), classes or None)."""
@@ -118,6 +120,7 @@ class Squared(Datafit):
     """(1/(2n)) ||Z - Y||^2 (the scikit-learn Lasso scaling); y real, (n,) or (n, C)."""
 
     name = "squared"
+    labels = "real"
 
     def encode(self, y):
         check_real_array("y", y)
@@ -150,6 +153,7 @@ class Hinge(Datafit):
     """(1/n) sum_i max(0, 1 - y_i z_i), y in {-1, +1}; one column per binary problem."""
 
     name = "hinge"
+    labels = "pm1"
     smooth = False
     subproblem = "conic"
     predict = staticmethod(_sign_predict)
@@ -180,6 +184,7 @@ class HingeOVR(Hinge):
     """One-vs-rest hinge: C binary hinge problems on integer class labels (sum of the C losses)."""
 
     name = "hinge_ovr"
+    labels = "classes"
     predict = staticmethod(_argmax_predict)
 
     def encode(self, y):
@@ -193,6 +198,8 @@ class Logistic(Datafit):
     """(1/n) sum_i log(1 + exp(-y_i z_i)), y in {-1, +1}."""
 
     name = "logistic"
+    labels = "pm1"
+    probabilistic = True
     predict = staticmethod(_sign_predict)
 
     def encode(self, y):
@@ -216,6 +223,7 @@ class Softmax(Datafit):
     """Multinomial cross-entropy (1/n) sum_i [logsumexp(Z_i) - Z_i,y_i] on integer labels."""
 
     name = "softmax"
+    probabilistic = True
     coupled = True  # per-sample Hessian diag(p_i) - p_i p_i^T
     predict = staticmethod(_argmax_predict)
 

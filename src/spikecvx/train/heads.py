@@ -14,10 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from .._validation import check_positive
+from ..convex import DATAFITS
 
-HEAD_LOSSES = ("softmax", "hinge", "logistic", "hinge_ovr", "squared")
-BINARY_LOSSES = ("hinge", "logistic")
-PROBABILISTIC_LOSSES = ("logistic", "softmax")  # their scores are log-odds / logits
+# Every datafit of the convex engine is a head loss; its label set and whether its scores are
+# log-odds / logits come from the datafit. SG training needs the loss's torch form (``head_loss``).
+HEAD_LOSSES = tuple(DATAFITS)
+BINARY_LOSSES = tuple(name for name, fit in DATAFITS.items() if fit.labels == "pm1")
+PROBABILISTIC_LOSSES = tuple(name for name, fit in DATAFITS.items() if fit.probabilistic)
+SG_LOSSES = ("softmax", "logistic", "hinge", "hinge_ovr", "squared")  # the losses ``head_loss`` knows
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class Head:
     def __post_init__(self):
         if self.loss not in HEAD_LOSSES:
             raise ValueError(f"head {self.name!r}: loss must be one of {HEAD_LOSSES}, got {self.loss!r}")
-        if self.loss in ("hinge", "logistic") and self.size != 1:
+        if self.loss in BINARY_LOSSES and self.size != 1:
             raise ValueError(f"head {self.name!r}: the binary loss {self.loss!r} needs size=1, "
                              f"got {self.size}")
         check_positive(f"head {self.name!r} weight", self.weight)
@@ -98,6 +102,9 @@ def check_targets(heads: list[Head], targets, n: int, name: str = "targets") -> 
 
 def head_loss(head: Head, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Differentiable mean loss of one head: scores (M, size), labels (M,)."""
+    if head.loss not in SG_LOSSES:
+        raise ValueError(f"head {head.name!r}: the loss {head.loss!r} has no surrogate-gradient form "
+                         f"(SG trains {SG_LOSSES}); train this head with a convex method")
     if head.loss == "softmax":
         return F.cross_entropy(scores, y.long())
     if head.loss == "logistic":

@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import itertools
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -46,13 +45,6 @@ def _place(net_kwargs: dict, device) -> dict:
 
 def _as_heads(heads, y_train, loss: str | None) -> list[Head]:
     return list(heads) if heads is not None else default_heads(y_train, loss)
-
-
-@dataclass(frozen=True)
-class ReadoutCoef:
-    """The readout columns of every head side by side, (P, n_out): what ``reconstruct`` reads."""
-
-    coef: np.ndarray
 
 
 def _convex_labels(head: Head, y: np.ndarray) -> np.ndarray:
@@ -90,12 +82,12 @@ def _convex_readout(net: ParallelSNN, X_train, ys, X_val, ys_val, heads, penalty
     for h, y, yv in zip(heads, ys, ys_val):
         fits[h.name] = _convex_head(D, D_val, h, y.reshape(-1), yv.reshape(-1), penalty, n_regs, min_ratio,
                                     tol, progress)
-    joint = ReadoutCoef(np.concatenate([_head_columns(fits[h.name].solution, h, D.n_distinct)
-                                        for h in heads], axis=1))
+    # the readout columns of every head side by side, (P, n_out)
+    joint = np.concatenate([_head_columns(fits[h.name].solution, h, D.n_distinct) for h in heads], axis=1)
     model = reconstruct(net, joint, D)
     report = FitReport(method="cvx", heads=fits, val_score=float(np.mean([f.val_acc for f in fits.values()])),
                        dictionary=DictionarySize(rows=D.shape[0], neurons=D.n_neurons, distinct=D.n_distinct),
-                       neurons_kept=int(np.any(joint.coef != 0, axis=1).sum()),
+                       neurons_kept=int(np.any(joint != 0, axis=1).sum()),
                        time_dictionary=t_dict, time_total=time.perf_counter() - t0)
     return model, report
 

@@ -15,7 +15,7 @@ def reconstruct(net: ParallelSNN, result, dictionary: SpikeDictionary | None = N
 
     Args:
         net: the witness network the dictionary was built from.
-        result: a ``SolveResult`` (or any object with ``coef`` of shape (P,) or (P, C)).
+        result: a ``SolveResult``, or its coefficient array itself: (P,) or (P, C).
         dictionary: needed when the dictionary was de-duplicated, to map columns to neurons.
         prune: drop last-layer neurons whose readout row is zero. Branches must keep equal
             widths, so each branch keeps as many neurons as the branch that needs the most; the
@@ -24,7 +24,7 @@ def reconstruct(net: ParallelSNN, result, dictionary: SpikeDictionary | None = N
     if not isinstance(net, ParallelSNN):
         raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
     check_bool("prune", prune)
-    coef = np.asarray(result.coef, dtype=np.float64)
+    coef = np.asarray(getattr(result, "coef", result), dtype=np.float64)
     if dictionary is not None:
         coef = dictionary.neuron_weights(coef)
     coef = coef.reshape(coef.shape[0], -1)
