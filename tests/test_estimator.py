@@ -5,6 +5,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import make_pipeline
@@ -196,3 +198,50 @@ def test_bad_input():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SpikingClassifier(**SMALL).fit(bad, y)
+
+
+# one valid value and several invalid ones per parameter; the fuzz test mixes them
+_FUZZ_VALUES = {
+    "method": ["cvx", "sg", "gradient", 1, None],
+    "layers": [2, 3, 1, 2.0, "3"],
+    "width": [8, 0, 7, -8, 8.5],
+    "last_width": [16, 0, 15, "16"],
+    "beta": [0.5, 0.0, 1.0, -0.1, 1.1, float("nan"), "x"],
+    "threshold": [1.0, 0.0, -1.0, float("inf"), None],
+    "readout_bias": [0.0, -0.5, float("nan"), float("-inf"), "b"],
+    "penalty": ["l1", "group_l1", "elastic_net", "l2", 0],
+    "n_regs": [2, 0, -1, 2.5, "2"],
+    "min_ratio": [0.1, 0.0, 1.0, 1.5, float("nan")],
+    "witness_scale": [1.0, 0.0, -2.0, float("inf")],
+    "validation_fraction": [0.25, 0.0, 1.0, -0.5, "0.2"],
+    "tol": [1e-6, 0.0, -1e-6, float("nan"), "1e-6"],
+    "random_state": [0, 3, -1, 1.5, "seed"],
+}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_parameters_either_fit_or_name_the_parameter(data):
+    """Random parameter values (at most one invalid at a time) and random input layouts: the
+    estimator either fits and predicts labels it was given, or raises ValueError / TypeError naming
+    the offending parameter (or the input)."""
+    params = dict(branches=2, epochs=3, lrs=(1e-2,))
+    bad = data.draw(st.sampled_from([None, *_FUZZ_VALUES]), label="invalid parameter")
+    for name, values in _FUZZ_VALUES.items():
+        params[name] = data.draw(st.sampled_from(values[1:] if name == bad else values[:1]), label=name)
+    n = data.draw(st.integers(8, 24), label="n")
+    T = data.draw(st.integers(1, 4), label="T")
+    dtype = data.draw(st.sampled_from([np.float32, np.float64, np.int64, np.uint8, bool]), label="dtype")
+    rng = np.random.default_rng(n)
+    X = (rng.random((n, T, 3)) * 3).astype(dtype)
+    y = np.resize(["a", "b", "c"], n)
+    clf = SpikingClassifier(**params)
+    try:
+        clf.fit(X, y)
+    except (ValueError, TypeError) as err:
+        assert bad is not None, f"valid parameters were refused: {err}"
+        assert bad in str(err), f"the error does not name {bad!r}: {err}"
+        return
+    # an "invalid" draw may be valid after all (e.g. method="sg" ignores the convex settings)
+    assert set(clf.predict(X)) <= {"a", "b", "c"}
+    assert clf.decision_function(X).shape == (n, 3)
