@@ -233,7 +233,8 @@ def _task_keys():
     from spikecvx.tasks import TASKS
 
     examples = dict(n_regs=2, min_ratio=0.1, grid=None, witness_scale=1.0, tol=1e-6, epochs=2, lrs=[1e-3],
-                    batch_size=None, weight_decay=0.0, ft_lrs=[1e-3])
+                    batch_size=None, weight_decay=0.0, ft_lrs=[1e-3], penalty="l1", witness="standard",
+                    path_norm_reg=0.0)
     assert set(examples) == set(METHOD_OPTIONS)
     return [(task, key, default) for task, spec in TASKS.items()
             for key, default in [*spec.cell_keys.items(), *examples.items()]]
@@ -303,3 +304,22 @@ def test_config_fuzz_structure():
             expand(config)
 
     check()
+
+
+_GOOD_NET = dict(layers=3, branches=2, width=20, last_width=40)
+
+
+@pytest.mark.parametrize("bad, named", [
+    (dict(penalty="l2"), "penalty"), (dict(witness="bogus"), "witness"),
+    (dict(path_norm_reg=-1.0), "path_norm_reg"), (dict(grid={"bogus": [1]}), "grid.bogus"),
+    (dict(net=dict(_GOOD_NET, beta=2.0)), "beta"), (dict(net=dict(_GOOD_NET, width=21)), "width"),
+    (dict(net=dict(_GOOD_NET, readout="foo")), "readout"),
+])
+def test_cell_values_are_checked_before_running(bad, named):
+    """Values that only the method or the network would refuse are refused by the cell check."""
+    from spikecvx.experiments import METHODS, check_cell
+
+    cell = dict(task="xor", method="cvx", seed=0, T=6, net=_GOOD_NET)
+    check_cell(cell, METHODS)
+    with pytest.raises((TypeError, ValueError), match=named):
+        check_cell({**cell, **bad}, METHODS)

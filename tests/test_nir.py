@@ -266,3 +266,12 @@ def test_from_nir_accepts_zero_bias_affine():
     net = from_nir(g)
     np.testing.assert_array_equal(net.hidden[0].detach().numpy(), w0.T)
     np.testing.assert_array_equal(net.readout_weight.detach().numpy(), wr.T)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "two", True])
+def test_from_nir_refuses_a_bad_branch_count_in_the_metadata(bad):
+    g = to_nir(_net(3, 2, 12, 8, 0.9))
+    key = next(k for k in g.metadata if k.endswith(".branches"))
+    g.metadata[key] = bad
+    with pytest.raises(ValueError, match="branches"):
+        from_nir(g)

@@ -11,10 +11,13 @@ import inspect
 import numbers
 from collections.abc import Callable
 
-from .._validation import check_int, check_positive, check_real
+from .._validation import check_choice, check_int, check_positive, check_real
+from ..convex import PENALTIES
+from ..dictionary import WITNESS_KINDS
 from ..snn import ParallelSNN
 from ..tasks import TASKS
 from ..train import METHODS as _TRAIN_METHODS
+from ..train.methods import NET_GRID_KEYS
 
 
 def _reals(name: str, value) -> list[float]:
@@ -35,6 +38,8 @@ def _grid(name: str, value) -> None:
     if not isinstance(value, dict):
         raise TypeError(f"{name} must be a table of lists, got {type(value).__name__}")
     for k, v in value.items():
+        if k not in NET_GRID_KEYS:
+            raise ValueError(f"{name}.{k} is not tunable; expected keys among {NET_GRID_KEYS}")
         if not isinstance(v, (list, tuple)) or not v:
             raise TypeError(f"{name}.{k} must be a non-empty list, got {type(v).__name__}")
 
@@ -58,6 +63,9 @@ METHOD_OPTIONS: dict[str, Callable[[str, object], object]] = {
     "batch_size": _optional_int,
     "weight_decay": lambda name, v: check_positive(name, v, allow_zero=True),
     "ft_lrs": _reals,
+    "penalty": lambda name, v: check_choice(name, v, PENALTIES),
+    "witness": lambda name, v: check_choice(name, v, WITNESS_KINDS),
+    "path_norm_reg": lambda name, v: check_positive(name, v, allow_zero=True),
 }
 _REGISTRY_DEFAULTS = {k: v for m in _TRAIN_METHODS.values() for k, v in m.options.items()
                       if k not in METHOD_OPTIONS}
@@ -103,6 +111,10 @@ def _check_net(net, where: str) -> None:
                 raise type(err)(f"{where}: net.{k} = {v!r}: {err}") from None
         elif isinstance(default, str) and not isinstance(v, str):
             raise TypeError(f"{where}: net.{k} = {v!r}: net.{k} must be a string")
+    try:  # the network's own checks (ranges, choices, widths divisible by branches), on a tiny input
+        ParallelSNN(d_in=1, n_out=1, **net)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{where}: net = {net!r}: {err}") from None
 
 
 def check_cell(cell, methods: tuple[str, ...]) -> None:

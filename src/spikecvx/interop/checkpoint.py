@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .._validation import check_device
 from ..snn import ParallelSNN
 
 FORMAT = "spikecvx.ParallelSNN"
@@ -33,6 +34,9 @@ def save_network(net: ParallelSNN, path: str | Path, metadata: dict | None = Non
     buffer = io.BytesIO()
     torch.save(blob, buffer)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # the permissions of a plain new file, not mkstemp's 0600
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(buffer.getvalue())
@@ -94,10 +98,7 @@ def load_network(path: str | Path, device: str | torch.device | None = None) -> 
     _check_state(path, net, state)
     net.load_state_dict(state)
     if device is not None:
-        try:
-            net.to(device)
-        except (RuntimeError, AssertionError, TypeError) as err:
-            raise ValueError(f"device {device!r} is not available here: {err}") from None
+        net.to(check_device(device))
     return net.eval(), metadata
 
 

@@ -38,7 +38,7 @@ def _nir():
     try:
         import nir
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("NIR support needs the 'nir' package: pip install 'nir==1.0.8'") from exc
+        raise ImportError("NIR support needs the 'nir' package: pip install 'spikecvx[nir]'") from exc
     return nir
 
 
@@ -280,6 +280,9 @@ def _branches(graph, later: list[tuple[str, np.ndarray]], widths: list[int]) -> 
     """Branch count K: from the metadata (checked) or the largest block-diagonal K."""
     meta_k = _meta(graph, "branches")
     if meta_k is not None:
+        if isinstance(meta_k, (bool, np.bool_)) or not isinstance(meta_k, (int, np.integer)) or meta_k < 1:
+            raise ValueError(f"the graph's metadata '{_META}.branches' must be an integer >= 1, "
+                             f"got {meta_k!r}")
         K = int(meta_k)
         for key, w in later:
             if not _is_block_diag(w, K):

@@ -147,7 +147,7 @@ def load_shd(data_dir, split: str, n_time_bins: int, *, limit: int | None = None
     try:
         import h5py
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("reading SHD needs h5py: pip install h5py") from exc
+        raise ImportError("reading SHD needs h5py: pip install 'spikecvx[events]'") from exc
     dtype = np.dtype([("t", np.int64), ("x", np.int64), ("p", np.int64)])
     with h5py.File(path, "r") as f:
         for key in ("spikes/times", "spikes/units", "labels"):

@@ -270,7 +270,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         clf.certificate_ = meta["certificate"]
         if "head" in meta:
             clf.head_ = Head(**meta["head"])
-        else:  # written before the head was stored: the default rule on the network's outputs
+        else:  # a checkpoint without its head (format of spikecvx 0.2.0): the default rule on the outputs
             clf.head_ = Head("y", net.n_out, clf.loss or ("hinge" if net.n_out == 1 else "softmax"))
         clf.report_ = FitReport.from_dict(meta["report"]) if meta.get("report") else None
         return clf

@@ -168,7 +168,8 @@ class FitReport:
 
     @property
     def convex(self) -> bool:
-        """True when the network's readout is a certified convex solution."""
+        """True when the report holds convex solves (for a fine-tuned hybrid: those of its convex
+        stage, which no longer describe the fine-tuned readout)."""
         return bool(self.heads)
 
     def to_dict(self) -> dict:
