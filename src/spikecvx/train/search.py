@@ -154,7 +154,8 @@ class RandomPool:
     def __init__(self, n: int = 1000, kind: str = "standard", scale: float = 1.0,
                  net_kwargs: dict | None = None, seed: int = 1) -> None:
         self.n = check_int("n", n)
-        self.kind, self.scale, self.net_kwargs, self.seed = kind, check_positive("scale", scale), net_kwargs, seed
+        self.kind, self.scale = kind, check_positive("scale", scale)
+        self.net_kwargs, self.seed = net_kwargs, seed
 
     def __call__(self, ctx: SearchContext) -> CandidateSet:
         cfg = dict(ctx.template) | dict(self.net_kwargs or {})
@@ -271,8 +272,9 @@ class BoostBranch:
     def __init__(self, layers: int = 3, branches: int = 1, width: int = 128, last_width: int = 256,
                  epochs: int = 10, lr: float = 3e-3, batch_size: int = 128, gain: float = 2.0,
                  seed: int = 3) -> None:
-        self.arch = dict(layers=check_int("layers", layers, minimum=2), branches=check_int("branches", branches),
-                         width=check_int("width", width), last_width=check_int("last_width", last_width))
+        self.arch = dict(layers=check_int("layers", layers, minimum=2),
+                         branches=check_int("branches", branches), width=check_int("width", width),
+                         last_width=check_int("last_width", last_width))
         self.epochs, self.batch_size = check_int("epochs", epochs), check_int("batch_size", batch_size)
         self.lr, self.gain, self.seed = check_positive("lr", lr), check_positive("gain", gain), seed
 
@@ -490,7 +492,7 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         entry["median_violation"] = float(np.median(allv)) if len(allv) else 0.0
         # distinct, new, violating columns, strongest first
         picks = []
-        for si, (cols, v) in enumerate(zip(pool, viol)):
+        for si, v in enumerate(viol):
             for j in np.flatnonzero(v > 1.0 + slack):
                 picks.append((float(v[j]), si, int(j)))
         picks.sort(key=lambda t: -t[0])
@@ -499,7 +501,7 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
             budget = min(budget, max(0, max_columns - D.shape[1]))
         chosen = []
         keys_cache = {}
-        for v, si, j in picks:
+        for _, si, j in picks:
             if len(chosen) >= budget:
                 break
             if si not in keys_cache:
