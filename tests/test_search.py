@@ -147,6 +147,8 @@ def test_search_over_threshold_units_reaches_the_class_optimum():
     assert sr.result.primal <= full.primal + sr.result.gap + full.gap + 1e-9
     assert sr.result.primal < solve(spike_dictionary(net, X).matrix, y, "hinge", "l1", reg=reg).primal - 1e-3
     g = grown_network(sr)
+    assert len(g.blocks) == 1  # two-layer blocks have no trunk: all merge
+    assert len(grown_network(sr, merge=False).blocks) > 1
     with torch.no_grad():
         out = g(X).numpy()
     np.testing.assert_allclose(out, sr.dictionary @ sr.result.coef.reshape(-1, 1), atol=1e-5)
@@ -174,12 +176,15 @@ def test_grown_network_computes_the_convex_solution(readout_at, loss):
     assert set(sr.sources[1:]) <= {"random", "ascent", "branch"} and len(sr.blocks) > 1
     for e in sr.log:
         assert e["gap"] <= 1e-6 * max(1.0, e["objective"]) and 0 <= e["val_score"] <= 1
-    g = grown_network(sr)
-    assert isinstance(g, GrownSNN) and len(g.blocks) == len(sr.kept_blocks)
     W = sr.result.coef.reshape(sr.n_columns, -1)
-    with torch.no_grad():
-        out = g(torch.as_tensor(X)).numpy().reshape(-1, W.shape[1])
-    np.testing.assert_allclose(out, sr.dictionary.astype(np.float64) @ W, atol=1e-4)
+    separate = grown_network(sr, merge=False)
+    assert len(separate.blocks) == len(sr.kept_blocks)
+    g = grown_network(sr)  # blocks sharing the initial trunk (ascent) merged into one network
+    assert isinstance(g, GrownSNN) and len(g.blocks) < len(separate.blocks)
+    for net in (separate, g):
+        with torch.no_grad():
+            out = net(torch.as_tensor(X)).numpy().reshape(-1, W.shape[1])
+        np.testing.assert_allclose(out, sr.dictionary.astype(np.float64) @ W, atol=1e-4)
     # the validation dictionary is what the grown network computes on new data, too
     assert g.n_neurons < sr.n_columns
     if readout_at == "every":  # step-by-step equals the whole-sequence forward

@@ -615,10 +615,44 @@ def _pruned_block(net: ParallelSNN, neurons: np.ndarray, rows: np.ndarray, prune
     return out
 
 
-def grown_network(sr: SearchResult, prune: bool = True) -> GrownSNN:
+def _same_trunk(a: ParallelSNN, b: ParallelSNN) -> bool:
+    """Whether two blocks differ only in their last layer (same architecture and hidden weights
+    below it), so their last-layer neurons can live side by side in one network."""
+    ca, cb = (dict(n.config(), last_width=0) for n in (a, b))
+    if ca != cb or a.dtype != b.dtype:
+        return False
+    return all(torch.equal(x, y) for x, y in zip(a.hidden[:-1], b.hidden[:-1]))
+
+
+def _merge(blocks: list[ParallelSNN]) -> ParallelSNN:
+    """One network holding the last-layer neurons of blocks with the same trunk, branch by branch."""
+    first = blocks[0]
+    K = first.branches
+
+    def per_branch(w: torch.Tensor) -> torch.Tensor:  # (K, fan_in, per) view of a last layer
+        return w.reshape(w.shape[0], K, -1).transpose(0, 1) if w.dim() == 2 else w
+
+    lasts = [per_branch(b.hidden[-1].detach()) for b in blocks]
+    reads = [b.readout_weight.detach().reshape(K, -1, b.n_out) for b in blocks]
+    w = torch.cat(lasts, dim=2)
+    r = torch.cat(reads, dim=1).reshape(-1, first.n_out)
+    out = ParallelSNN(**(first.config() | dict(last_width=int(w.shape[0] * w.shape[2]))),
+                      dtype=first.dtype, device=first.device)
+    with torch.no_grad():
+        for src, dst in zip(first.hidden[:-1], out.hidden[:-1]):
+            dst.copy_(src)
+        last = out.hidden[-1]
+        last.copy_(w.transpose(0, 1).reshape(last.shape) if last.dim() == 2 else w)
+        out.readout_weight.copy_(r)
+    return out
+
+
+def grown_network(sr: SearchResult, prune: bool = True, merge: bool = True) -> GrownSNN:
     """Deployable network of a search: every block with a kept neuron, pruned to the support,
     with the convex coef as readout rows; its output is ``dictionary @ coef`` on the training
-    rows (one column per neuron: duplicate patterns were never added)."""
+    rows (one column per neuron: duplicate patterns were never added). With ``merge``, blocks
+    that share a trunk (e.g. every ``DualAscent`` block and the initial network) become one
+    network, so the shared hidden layers are deployed once."""
     W = np.asarray(sr.result.coef, dtype=np.float64).reshape(sr.n_columns, -1)
     support = np.any(W != 0, axis=1)
     if np.any(sr.column_block[support] < 0):
@@ -629,4 +663,15 @@ def grown_network(sr: SearchResult, prune: bool = True) -> GrownSNN:
         sel = (sr.column_block == b) & (support if prune else True)
         blocks.append(_pruned_block(copy.deepcopy(sr.blocks[b]), sr.column_neuron[sel], W[sel], prune))
         sources.append(sr.sources[b])
+    if merge:
+        groups: list[list[int]] = []
+        for i, b in enumerate(blocks):
+            for g in groups:
+                if _same_trunk(blocks[g[0]], b):
+                    g.append(i)
+                    break
+            else:
+                groups.append([i])
+        blocks, sources = ([_merge([blocks[i] for i in g]) for g in groups],
+                           ["+".join(sorted({sources[i] for i in g})) for g in groups])
     return GrownSNN(blocks, sources)
