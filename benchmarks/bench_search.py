@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--max-add", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--compare", action="store_true", help="also CVX with random witnesses, same size")
+    p.add_argument("--compare-width", type=int, default=None, help="last width of that comparison")
     a = p.parse_args()
     s = a.seed
     Xtr, ytr = first_last_xor(2000, a.T, seed=1000 * s + 1)
@@ -63,11 +64,14 @@ def main() -> None:
     with torch.no_grad():
         acc = float(np.mean(np.where(g(torch.as_tensor(Xte))[:, 0].numpy() >= 0, 1, -1) == yte))
     kept = int(np.count_nonzero(sr.result.coef))
+    hidden = sum(b.width * (b.layers - 2) for b in g.blocks)
     print(json.dumps(dict(run="search", T=a.T, args=vars(a), test_acc=acc, columns=sr.n_columns,
-                          neurons_kept=kept, seconds=round(t_search, 1), statement=sr.statement,
+                          neurons_kept=kept, deployed_blocks=len(g.blocks), deployed_sources=g.sources,
+                          deployed_hidden=hidden, deployed_readout=g.n_neurons,
+                          seconds=round(t_search, 1), statement=sr.statement,
                           log=[{k: v for k, v in e.items()} for e in sr.log])), flush=True)
     if a.compare:
-        width = int(np.ceil(sr.n_columns / 2) * 2)
+        width = a.compare_width or int(np.ceil(sr.n_columns / 2) * 2)
         t0 = time.perf_counter()
         model, rep = fit_cvx(Xtr, ytr, Xva, yva, dict(kw, last_width=width), heads=[Head("y", 1, "hinge")],
                              seed=s, n_regs=6)

@@ -193,7 +193,8 @@ class DualAscent:
     Adam steps (learning rate ``lr * scale``) on ``sum_j score_j`` where ``score_j`` is the
     pricing score of the relaxed feature ``sigmoid((u_j - level) / tau_j)`` (u_j: the readout
     membrane, tau_j: ``temperature`` times its spread over the rows; the LIF dynamics use the
-    trunk's surrogate). ``restarts`` independent starts are stacked. Every neuron then keeps the
+    trunk's surrogate; samples whose rows all have U = 0 are left out, as they add nothing to the
+    score). ``restarts`` independent starts are stacked. Every neuron then keeps the
     weights (start or end) whose exact binary column prices higher. ``trunk`` defaults to the
     initial network.
     """
@@ -218,15 +219,19 @@ class DualAscent:
         with torch.no_grad():
             for a, b in zip(trunk.hidden[:-1], net.hidden[:-1]):
                 b.copy_(a)
-        h = _trunk_input(trunk, ctx.X)
         U0 = np.asarray(ctx.result.dual_point, dtype=np.float64)
-        U = torch.as_tensor(U0.reshape(U0.shape[0], -1) / ctx.result.reg, dtype=h.dtype)
+        N = ctx.X.shape[0]
+        U0 = U0.reshape(N, -1, U0.reshape(U0.shape[0], -1).shape[1])  # (samples, steps, C)
+        # rows with U = 0 add nothing to phi^T U: the ascent runs on the other samples only
+        active = torch.as_tensor(np.flatnonzero(np.any(U0 != 0, axis=(1, 2))))
+        h = _trunk_input(trunk, ctx.X[active])
+        U = torch.as_tensor(U0[active.numpy()].reshape(-1, U0.shape[2]) / ctx.result.reg, dtype=h.dtype)
         w0 = net.hidden[-1].detach().clone()
         w = w0.clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=self.lr * self.scale)
         level = trunk.readout_bias if trunk.readout == "membrane" else trunk.threshold
         group = PENALTIES[ctx.penalty].group
-        for _ in range(self.steps):
+        for _ in range(self.steps if len(active) else 0):
             _, u = _last_layer(trunk, h, w)
             u = u[:, -1] if trunk.readout_at == "last" else u.reshape(-1, u.shape[-1])
             tau = self.temperature * u.detach().std(dim=0).clamp_min(1e-6)
