@@ -10,12 +10,14 @@ as large as the grown one).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
 import numpy as np
 import torch
 
+from spikecvx.convex import solve
 from spikecvx.dictionary import sample_witnesses
 from spikecvx.snn import ParallelSNN
 from spikecvx.tasks import first_last_xor
@@ -38,6 +40,7 @@ def main() -> None:
     p.add_argument("--reg-ratio", type=float, default=0.01)
     p.add_argument("--max-add", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--select", action="store_true", help="reg re-chosen on validation over the grown dictionary")
     p.add_argument("--compare", action="store_true", help="also CVX with random witnesses, same size")
     p.add_argument("--compare-width", type=int, default=None, help="last width of that comparison")
     a = p.parse_args()
@@ -70,6 +73,18 @@ def main() -> None:
                           deployed_hidden=hidden, deployed_readout=g.n_neurons,
                           seconds=round(t_search, 1), statement=sr.statement,
                           log=[{k: v for k, v in e.items()} for e in sr.log])), flush=True)
+    if a.select:  # a short path on the grown dictionary, reg chosen on validation
+        best = None
+        for f in (8.0, 4.0, 2.0, 1.0):
+            r = solve(sr.dictionary, ytr, "hinge", "l1", reg=sr.result.reg * f, tol=1e-6)
+            val = float(np.mean(np.where(sr.val_dictionary @ r.coef >= 0, 1, -1) == yva))
+            if best is None or val > best[0]:
+                best = (val, f, r)
+        g2 = grown_network(dataclasses.replace(sr, result=best[2]))
+        with torch.no_grad():
+            acc2 = float(np.mean(np.where(g2(torch.as_tensor(Xte))[:, 0].numpy() >= 0, 1, -1) == yte))
+        print(json.dumps(dict(run="search+select", T=a.T, reg_factor=best[1], val_acc=best[0], test_acc=acc2,
+                              neurons_kept=int(np.count_nonzero(best[2].coef)))), flush=True)
     if a.compare:
         width = a.compare_width or int(np.ceil(sr.n_columns / 2) * 2)
         t0 = time.perf_counter()
