@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--reg-ratio", type=float, default=0.01)
     p.add_argument("--max-add", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
-    p.add_argument("--select", action="store_true", help="reg re-chosen on validation over the grown dictionary")
+    p.add_argument("--select", action="store_true", help="reg chosen on validation, grown dictionary")
     p.add_argument("--compare", action="store_true", help="also CVX with random witnesses, same size")
     p.add_argument("--compare-width", type=int, default=None, help="last width of that comparison")
     a = p.parse_args()
