@@ -230,3 +230,28 @@ def test_search_refuses_bad_arguments():
         search(X, y, net, max_rounds=-1)
     with pytest.raises(ValueError, match="n"):
         RandomPool(0)
+
+
+def test_fit_search_two_heads_deploys_what_it_validated():
+    from spikecvx.train import Head
+    from spikecvx.train.search import fit_search
+
+    X, _ = first_last_xor(100, 5, seed=1)
+    Xv, _ = first_last_xor(100, 5, seed=2)
+
+    def targets(X):
+        ones = np.cumsum(X[:, :, 1], axis=1).astype(int)
+        return [ones % 3, (ones >= 3).astype(int)]
+
+    heads = [Head("count", 3, "softmax"), Head("many", 2, "hinge_ovr")]
+    kw = dict(layers=3, branches=2, width=20, last_width=16, readout_at="every")
+    model, rep = fit_search(X, targets(X), Xv, targets(Xv), kw, heads=heads, max_rounds=2,
+                            generators=[DualAscent(24, steps=5), RandomPool(24)])
+    assert rep["method"] == "cvx-search" and set(rep["heads"]) == {"count", "many"}
+    with torch.no_grad():
+        out = model(torch.as_tensor(Xv)).numpy()
+    assert out.shape == (100, 5, 5)
+    for (name, sl), y in zip((("count", slice(0, 3)), ("many", slice(3, 5))), targets(Xv)):
+        acc = float(np.mean(np.argmax(out[..., sl], axis=-1) == y))
+        assert acc == pytest.approx(rep["heads"][name]["val_acc"], abs=1e-12)
+        assert "certified over" in rep["heads"][name]["statement"]

@@ -33,6 +33,7 @@ from ..dictionary import sample_witnesses, spike_dictionary
 from ..snn import ParallelSNN
 from ..snn.grown import GrownSNN
 from ..snn.lif import lif_scan
+from .heads import Head, check_targets, head_slices
 from .sg import sg_init
 
 # ----------------------------------------------------------------------------------- pricing
@@ -652,13 +653,8 @@ def _merge(blocks: list[ParallelSNN]) -> ParallelSNN:
     return out
 
 
-def grown_network(sr: SearchResult, prune: bool = True, merge: bool = True) -> GrownSNN:
-    """Deployable network of a search: every block with a kept neuron, pruned to the support,
-    with the convex coef as readout rows; its output is ``dictionary @ coef`` on the training
-    rows (one column per neuron: duplicate patterns were never added). With ``merge``, blocks
-    that share a trunk (e.g. every ``DualAscent`` block and the initial network) become one
-    network, so the shared hidden layers are deployed once."""
-    W = np.asarray(sr.result.coef, dtype=np.float64).reshape(sr.n_columns, -1)
+def _block_list(sr: SearchResult, W: np.ndarray, prune: bool) -> tuple[list, list]:
+    """Pruned copies of the blocks with a neuron in the support of W (P, n_out), readout = W."""
     support = np.any(W != 0, axis=1)
     if np.any(sr.column_block[support] < 0):
         raise ValueError("the solution uses columns without a network (search started from columns)")
@@ -668,15 +664,106 @@ def grown_network(sr: SearchResult, prune: bool = True, merge: bool = True) -> G
         sel = (sr.column_block == b) & (support if prune else True)
         blocks.append(_pruned_block(copy.deepcopy(sr.blocks[b]), sr.column_neuron[sel], W[sel], prune))
         sources.append(sr.sources[b])
-    if merge:
-        groups: list[list[int]] = []
-        for i, b in enumerate(blocks):
-            for g in groups:
-                if _same_trunk(blocks[g[0]], b):
-                    g.append(i)
-                    break
-            else:
-                groups.append([i])
-        blocks, sources = ([_merge([blocks[i] for i in g]) for g in groups],
-                           ["+".join(sorted({sources[i] for i in g})) for g in groups])
-    return GrownSNN(blocks, sources)
+    return blocks, sources
+
+
+def _merged(blocks: list, sources: list) -> GrownSNN:
+    """GrownSNN with the blocks that share a trunk merged into one network each."""
+    groups: list[list[int]] = []
+    for i, b in enumerate(blocks):
+        for g in groups:
+            if _same_trunk(blocks[g[0]], b):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return GrownSNN([_merge([blocks[i] for i in g]) for g in groups],
+                    ["+".join(sorted({sources[i] for i in g})) for g in groups])
+
+
+def grown_network(sr: SearchResult, prune: bool = True, merge: bool = True) -> GrownSNN:
+    """Deployable network of a search: every block with a kept neuron, pruned to the support,
+    with the convex coef as readout rows; its output is ``dictionary @ coef`` on the training
+    rows (one column per neuron: duplicate patterns were never added). With ``merge``, blocks
+    that share a trunk (e.g. every ``DualAscent`` block and the initial network) become one
+    network, so the shared hidden layers are deployed once."""
+    W = np.asarray(sr.result.coef, dtype=np.float64).reshape(sr.n_columns, -1)
+    blocks, sources = _block_list(sr, W, prune)
+    return _merged(blocks, sources) if merge else GrownSNN(blocks, sources)
+
+
+# ---------------------------------------------------------------------------------- method
+
+
+def _default_heads(y_train, loss: str | None) -> list[Head]:
+    y = np.asarray(y_train)
+    if np.isin(y, (-1, 1)).all() and len(np.unique(y)) == 2:
+        return [Head("y", 1, loss or "hinge")]
+    return [Head("y", int(y.max()) + 1, loss or "softmax")]
+
+
+def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None = None,
+               penalty: str = "l1", heads: list[Head] | None = None, generators: list | None = None,
+               reg_ratio: float = 0.03, max_rounds: int = 8, max_columns: int | None = None,
+               max_seconds: float | None = None, max_add: int | None = 500,
+               witness: str = "standard", witness_scale: float = 1.0,
+               witness_net: ParallelSNN | None = None, seed: int = 0, tol: float = 1e-6,
+               progress: bool = False):
+    """CVX grown by witness search; returns (``GrownSNN``, report dict), like ``fit_cvx``.
+
+    The initial witnesses are Gaussian (``witness``, ``witness_scale``) or, with
+    ``witness_net``, the hidden weights of a trained network of the same shape (SG-CVX grown).
+    Every head gets its own search at ``reg_ratio * reg_max``; ``generators`` default to
+    ``DualAscent(min(1000, last_width))`` on the initial trunk. The heads' blocks are deployed in
+    one ``GrownSNN`` whose outputs are the heads side by side (blocks sharing a trunk merged).
+    """
+    t0 = time.perf_counter()
+    X_train, X_val = torch.as_tensor(X_train), torch.as_tensor(X_val)
+    heads = list(heads) if heads is not None else _default_heads(y_train, loss)
+    ys = check_targets(heads, y_train, X_train.shape[0], "y_train")
+    ys_val = check_targets(heads, y_val, X_val.shape[0], "y_val")
+    n_out = sum(h.size for h in heads)
+    net = ParallelSNN(d_in=X_train.shape[-1], n_out=n_out, seed=seed, **net_kwargs)
+    if witness_net is not None:
+        if len(witness_net.hidden) != len(net.hidden) or any(
+                a.shape != b.shape for a, b in zip(witness_net.hidden, net.hidden)):
+            raise ValueError("witness_net must have the architecture of net_kwargs (same hidden shapes)")
+        with torch.no_grad():
+            for a, b in zip(witness_net.hidden, net.hidden):
+                b.copy_(a.to(dtype=b.dtype))
+    else:
+        sample_witnesses(net, witness, witness_scale, seed)
+    if generators is None:
+        generators = [DualAscent(min(1000, net.last_width), seed=seed + 2)]
+    all_blocks, all_sources, head_reports, scores = [], [], {}, []
+    for h, sl, y, yv in zip(heads, head_slices(heads), ys, ys_val):
+        ytr = np.eye(h.size)[y.reshape(-1).astype(int)] if h.loss == "squared" else y
+        yva = np.eye(h.size)[yv.reshape(-1).astype(int)] if h.loss == "squared" else yv
+        sr = search(X_train, ytr, net, generators, loss=h.loss, penalty=penalty, reg_ratio=reg_ratio,
+                    X_val=X_val, y_val=yva, max_rounds=max_rounds, max_columns=max_columns,
+                    max_seconds=max_seconds, max_add=max_add, tol=tol, seed=seed, verbose=progress)
+        coef = sr.result.coef.reshape(sr.n_columns, -1)
+        W = np.zeros((sr.n_columns, n_out))
+        if h.binary or h.loss == "squared" or coef.shape[1] == h.size:
+            W[:, sl] = coef
+        else:  # classes absent from training get zero columns
+            W[:, sl.start + np.asarray(sr.result.classes, dtype=int)] = coef
+        blocks, sources = _block_list(sr, W, prune=True)
+        all_blocks += blocks
+        all_sources += sources
+        val = sr.log[-1].get("val_score") if sr.log else None
+        if val is None and sr.val_dictionary is not None:
+            val = _score(h.loss, _outputs(sr.val_dictionary, sr.result.coef), yva if h.loss == "squared"
+                         else yv.reshape(-1), sr.result.classes)
+        scores.append(val)
+        head_reports[h.name] = dict(reg=sr.result.reg, val_acc=val, certificate=sr.result.certificate(),
+                                    neurons_used=sr.result.n_nonzero_rows, columns=sr.n_columns,
+                                    searched=sr.searched, best_violation=sr.best_violation,
+                                    statement=sr.statement, rounds=sr.log)
+    model = _merged(all_blocks, all_sources)
+    report = dict(method="cvx-search" if witness_net is None else "sg-cvx-search", heads=head_reports,
+                  val_score=float(np.mean([s for s in scores if s is not None])) if any(
+                      s is not None for s in scores) else None,
+                  neurons_kept=int(sum(h["neurons_used"] for h in head_reports.values())),
+                  time_total=time.perf_counter() - t0)
+    return model, report
