@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--random", type=int, default=0, help="random candidates per round")
     p.add_argument("--ascent", type=int, default=0, help="dual-ascent candidates per round")
     p.add_argument("--ascent-steps", type=int, default=30)
+    p.add_argument("--fresh", type=int, default=0, help="dual-ascent candidates on a fresh random trunk")
     p.add_argument("--branch", type=int, default=0, help="last width of a boosted branch per round")
     p.add_argument("--branch-epochs", type=int, default=5)
     p.add_argument("--reg-ratio", type=float, default=0.01)
@@ -56,6 +57,8 @@ def main() -> None:
         gens.append(RandomPool(a.random))
     if a.ascent:
         gens.append(DualAscent(a.ascent, steps=a.ascent_steps))
+    if a.fresh:
+        gens.append(DualAscent(a.fresh, steps=a.ascent_steps, fresh_trunk=True, seed=5))
     if a.branch:
         gens.append(BoostBranch(layers=3, width=a.branch // 2, last_width=a.branch, epochs=a.branch_epochs))
     t0 = time.perf_counter()

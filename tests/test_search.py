@@ -215,6 +215,9 @@ def test_dual_ascent_never_prices_below_its_start():
     from spikecvx.dictionary import spike_dictionary
 
     np.testing.assert_array_equal(spike_dictionary(after.net, X).matrix, after.columns)
+    fresh = DualAscent(16, steps=3, fresh_trunk=True)(ctx)
+    assert not torch.equal(fresh.net.hidden[0], net.hidden[0])
+    np.testing.assert_array_equal(spike_dictionary(fresh.net, X).matrix, fresh.columns)
 
 
 def test_search_refuses_bad_arguments():

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_choice, check_int, check_positive
+from .._validation import check_bool, check_choice, check_int, check_positive
 from ..convex import DATAFITS, PENALTIES, reg_max, solve
 from ..dictionary import sample_witnesses, spike_dictionary
 from ..snn import ParallelSNN
@@ -195,7 +195,9 @@ class DualAscent:
     pricing score of the relaxed feature ``sigmoid((u_j - level) / tau_j)`` (u_j: the readout
     membrane, tau_j: ``temperature`` times its spread over the rows; the LIF dynamics use the
     trunk's surrogate; samples whose rows all have U = 0 are left out, as they add nothing to the
-    score). ``restarts`` independent starts are stacked. Every neuron then keeps the
+    score). ``restarts`` independent starts are stacked. ``fresh_trunk``: every round a new
+    random trunk (Gaussian, ``scale``) of the initial architecture instead of a fixed one; such
+    blocks do not share hidden layers when deployed. Every neuron then keeps the
     weights (start or end) whose exact binary column prices higher. ``trunk`` defaults to the
     initial network.
     """
@@ -204,15 +206,21 @@ class DualAscent:
 
     def __init__(self, n: int = 512, steps: int = 40, lr: float = 0.05, temperature: float = 0.3,
                  restarts: int = 1, scale: float = 1.0, kind: str = "standard",
-                 trunk: ParallelSNN | None = None, seed: int = 2) -> None:
+                 trunk: ParallelSNN | None = None, fresh_trunk: bool = False, seed: int = 2) -> None:
         self.n, self.steps = check_int("n", n), check_int("steps", steps, minimum=0)
         self.lr = check_positive("lr", lr)
         self.temperature = check_positive("temperature", temperature)
         self.restarts = check_int("restarts", restarts)
         self.scale, self.kind, self.trunk, self.seed = check_positive("scale", scale), kind, trunk, seed
+        self.fresh_trunk = check_bool("fresh_trunk", fresh_trunk)
+        if fresh_trunk and trunk is not None:
+            raise ValueError("pass either trunk or fresh_trunk=True, not both")
 
     def __call__(self, ctx: SearchContext) -> CandidateSet:
         trunk = self.trunk if self.trunk is not None else ctx.base
+        if self.fresh_trunk:  # a new random trunk every round (the initial architecture)
+            trunk = ParallelSNN(**ctx.template, dtype=ctx.base.dtype)
+            sample_witnesses(trunk, self.kind, self.scale, 7919 * self.seed + ctx.seed * 101 + ctx.round + 1)
         K = trunk.branches
         net = ParallelSNN(**(trunk.config() | dict(last_width=_round_width(self.n * self.restarts, K))),
                           dtype=trunk.dtype)
