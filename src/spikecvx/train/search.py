@@ -439,6 +439,8 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         raise ValueError("pass exactly one of net (an initial witness network) or columns")
     if (X_val is None) != (y_val is None):
         raise ValueError("X_val and y_val must be given together")
+    if net is not None and X is None:
+        raise ValueError("X (N, T, d_in) is required to build the dictionary of net")
     generators = list(generators or [])
     for i, g in enumerate(generators):
         if not callable(g):
