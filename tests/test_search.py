@@ -216,7 +216,7 @@ def test_dual_ascent_never_prices_below_its_start():
 
     np.testing.assert_array_equal(spike_dictionary(after.net, X).matrix, after.columns)
     fresh = DualAscent(16, steps=3, fresh_trunk=True)(ctx)
-    assert not torch.equal(fresh.net.hidden[0], net.hidden[0])
+    assert not torch.equal(fresh.net.hidden[0], net.hidden[0]) and fresh.source == "ascent-fresh"
     np.testing.assert_array_equal(spike_dictionary(fresh.net, X).matrix, fresh.columns)
 
 

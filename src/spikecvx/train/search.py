@@ -213,6 +213,7 @@ class DualAscent:
         self.restarts = check_int("restarts", restarts)
         self.scale, self.kind, self.trunk, self.seed = check_positive("scale", scale), kind, trunk, seed
         self.fresh_trunk = check_bool("fresh_trunk", fresh_trunk)
+        self.source = "ascent-fresh" if fresh_trunk else "ascent"
         if fresh_trunk and trunk is not None:
             raise ValueError("pass either trunk or fresh_trunk=True, not both")
 
