@@ -114,7 +114,18 @@ class CandidateSet:
 
 @dataclass
 class SearchContext:
-    """What a generator sees: the data, the current solution and its outputs on the rows."""
+    """What a generator sees: the data, the current solution and its outputs on the rows.
+
+    Attributes:
+        X, X_val: training and validation inputs (N, T, d_in) (X_val may be None).
+        Y: the labels encoded by the loss's datafit, (rows, C).
+        loss, penalty: the convex problem.
+        result: the current ``SolveResult`` (its ``dual_point`` prices candidates).
+        outputs: the current outputs ``D @ coef`` on the training rows, (rows, C).
+        template: ``config()`` of the initial network (empty without one).
+        seed, round: the search's seed and the round number (1, 2, ...), for seeding draws.
+        base: the initial network (None when the search started from bare columns).
+    """
 
     X: torch.Tensor
     Y: np.ndarray
@@ -126,7 +137,7 @@ class SearchContext:
     X_val: torch.Tensor | None
     seed: int
     round: int
-    base: ParallelSNN
+    base: ParallelSNN | None
 
 
 def _features(net: ParallelSNN, X) -> np.ndarray:
