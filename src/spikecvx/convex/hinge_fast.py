@@ -1,0 +1,300 @@
+"""Certified hinge + L1 by column generation on a persistent simplex LP (HiGHS), warm-started.
+
+Problem, for each output column c (the outputs of hinge + elementwise L1 are independent):
+
+    min_w  sum_i s_i max(0, 1 - y_ic x_i w) + reg * ||w||_1,      s_i = count_i / sum(count)
+
+written as the LP  min sum_i s_i xi_i + reg * sum_j (w+_j + w-_j)  s.t.
+xi_i + y_ic x_i (w+ - w-) >= 1,  xi, w+, w- >= 0,  over the distinct (row, label) pairs.
+
+Why this is fast (see docs/design/hinge.md for measurements):
+
+* **Column generation with a kept basis.** The LP holds only a working set of dictionary columns.
+  After each solve, the row multipliers mu_i in [0, s_i] give the dual point; every dictionary
+  column whose dual constraint |sum_i mu_i y_ic x_ij| <= reg is violated is a column of negative
+  reduced cost. The most violated ones are added (``addCols``) and HiGHS resumes from the previous
+  basis, which stays primal feasible, so the primal simplex needs only the pivots that the new
+  columns bring.
+* **Warm start along a path.** ``info["state"]`` holds the LP of each output; passed to the next
+  call with a smaller reg, only the costs of the w columns change, the old basis is still primal
+  feasible, and near the small-reg end of a path (where the solution stops moving) it is often
+  still optimal: zero pivots.
+
+The certificate is computed here in float64 over every row and column of the full problem, from
+W and from alpha_i = mu_i / s_i in [0, 1] scaled into the dual constraint, exactly as the
+working-set solver does (see ``docs/method.md``); it does not trust the LP solver.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import check_positive
+from .matrix import DesignMatrix
+
+_LP_TOL = 1e-10
+_STRATEGY = [4]
+_EXTRA = {}  # HiGHS primal / dual feasibility tolerances
+
+
+def _new_highs():
+    """A quiet ``highspy.Highs`` (the banner its first construction prints to the C-level stdout is
+    swallowed), set for exact simplex solves on one thread."""
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    for key, value in (("output_flag", False), ("solver", "simplex"), ("threads", 1),
+                       ("primal_feasibility_tolerance", _LP_TOL), ("dual_feasibility_tolerance", _LP_TOL)):
+        h.setOptionValue(key, value)
+    return h
+
+
+@dataclass
+class _OutputLP:
+    """The LP of one output column: HiGHS model, dictionary columns in it (in LP order)."""
+
+    highs: object
+    cols: list = field(default_factory=list)
+    reg: float = 0.0
+
+
+@dataclass
+class HingeState:
+    """Reusable LPs of a hinge + L1 problem (one per output), for warm starts along a path.
+
+    Valid only for the same D, Y and counts it was built with; ``solve_hinge_l1`` compares a
+    fingerprint of the three and starts afresh when they differ. It also keeps the merged rows."""
+
+    key: tuple
+    lps: list
+    first: np.ndarray  # a representative row of each distinct (row, label) pair
+    inverse: np.ndarray  # the pair of each row
+    s: np.ndarray  # weight of each pair: merged counts / sum(counts)
+    Du: DesignMatrix  # the distinct rows, in D's own dtype
+
+
+def _fingerprint(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray) -> tuple:
+    """Shapes and hashes of the data a ``HingeState`` is tied to."""
+    parts = (M.D.data, M.D.indices, M.D.indptr) if M.sparse else (np.ascontiguousarray(M.D),)
+    return (M.n, M.p, Y.shape[1], *(hash(np.asarray(a).tobytes()) for a in parts),
+            hash(Y.tobytes()), hash(counts.tobytes()))
+
+
+def _distinct(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray):
+    """Distinct (row, label) pairs: (rows index of a representative, inverse, merged counts)."""
+    keys = np.concatenate([(M.D.toarray() if M.sparse else M.D).astype(np.float64), Y], axis=1)
+    keys = np.ascontiguousarray(keys)
+    _, first, inverse = np.unique(keys.view(np.dtype((np.void, keys.shape[1] * 8)))[:, 0],
+                                  return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    merged = np.bincount(inverse, weights=counts, minlength=len(first))
+    return first, inverse, merged
+
+
+def _check_inputs(D, Y, reg, tol, warm_start, counts):
+    M = DesignMatrix(D)
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] != M.n:
+        raise ValueError(f"Y must be (n,) or (n, C) with n = {M.n} rows of D, got shape {np.shape(Y)}")
+    if not np.isin(Y, (-1.0, 1.0)).all():
+        raise ValueError("Y must hold labels in {-1, +1}")
+    check_positive("reg", reg)
+    check_positive("tol", tol)
+    if counts is None:
+        counts = np.ones(M.n)
+    else:
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (M.n,) or not np.isfinite(counts).all() or (counts < 0).any() or counts.sum() <= 0:
+            raise ValueError(f"counts must be {M.n} finite non-negative numbers, not all zero")
+    C = Y.shape[1]
+    if warm_start is not None:
+        W0 = np.asarray(warm_start, dtype=np.float64)
+        if W0.size != M.p * C or not np.isfinite(W0).all():
+            raise ValueError(f"warm_start must hold {M.p * C} finite numbers ((P, C) = ({M.p}, {C})), "
+                             f"got shape {np.shape(warm_start)}")
+        warm_start = W0.reshape(M.p, C)
+    return M, Y, counts, warm_start
+
+
+def certificate(D, Y, W, alpha, reg, counts=None) -> dict:
+    """Duality gap of hinge + L1 in float64 over all of D, from W and multipliers alpha in [0, 1].
+
+    U = -Y * alpha * s (s_i = count_i / sum(count)) is scaled into ||D^T U||_inf <= reg; the dual
+    value is then scale * sum(s * alpha). Returns primal, dual, gap, rel_gap (gap / max(1, primal))."""
+    M = DesignMatrix(D)
+    Y = np.asarray(Y, dtype=np.float64).reshape(M.n, -1)
+    W = np.asarray(W, dtype=np.float64).reshape(M.p, -1)
+    alpha = np.asarray(alpha, dtype=np.float64).reshape(M.n, -1)
+    if (alpha < 0).any() or (alpha > 1).any():
+        raise ValueError("alpha must lie in [0, 1]")
+    s = np.ones(M.n) if counts is None else np.asarray(counts, dtype=np.float64)
+    s = (s / s.sum())[:, None]
+    primal = float(np.sum(s * np.maximum(0.0, 1.0 - Y * M.matmul(W)))) + reg * float(np.abs(W).sum())
+    U = -Y * alpha * s
+    top = float(np.abs(M.rmatmul(U)).max())
+    scale = min(1.0, reg / top) if top > 0 else 1.0
+    dual = scale * float(np.sum(s * alpha))
+    gap = primal - dual
+    return dict(primal=primal, dual=dual, gap=gap, rel_gap=gap / max(1.0, abs(primal)), scale=scale)
+
+
+def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray | None = None,
+                   counts: np.ndarray | None = None, state: HingeState | None = None,
+                   max_rounds: int = 200, max_add: int | None = None):
+    """Hinge + elementwise L1, solved exactly and certified:  min_W sum_i s_i sum_c
+    max(0, 1 - Y_ic (D W)_ic) + reg * ||W||_1  with s_i = counts_i / sum(counts) (default 1 / n).
+
+    Args:
+        D: (n, P) design matrix (dense of any real dtype, or scipy sparse).
+        Y: (n,) or (n, C) labels in {-1, +1}; C > 1 is one-vs-rest (each column its own problem).
+        reg: regularisation strength (> 0).
+        tol: target for gap / max(1, |primal|), certified over all of D.
+        warm_start: (P, C) or (P,) coefficients whose support seeds the working set.
+        counts: (n,) non-negative sample multiplicities (weights).
+        state: ``info["state"]`` of a previous call on the same D, Y, counts (a path): the LPs and
+            their bases are reused.
+        max_rounds: column-generation rounds per output.
+        max_add: most columns added per round (default: max(100, working-set size)).
+
+    Returns:
+        (W (P, C), alpha (n, C) in [0, 1], info) where U = -Y * alpha * s, scaled by
+        ``info["scale"]``, is the feasible dual point, and info also holds primal, dual, gap,
+        rel_gap, converged, rounds, pivots, time and the reusable ``state``.
+    """
+    t0 = time.perf_counter()
+    M, Y, counts, warm_start = _check_inputs(D, Y, reg, tol, warm_start, counts)
+    reg = float(reg)
+    n, C = Y.shape
+    key = _fingerprint(M, Y, counts)
+    if state is None or state.key != key:
+        first, inverse, cu = _distinct(M, Y, counts)
+        state = HingeState(key, [None] * C, first, inverse, cu / cu.sum(), DesignMatrix(M.D[first]))
+    first, inverse, s, Du = state.first, state.inverse, state.s, state.Du  # s: the slack costs
+    Yu = Y[first]
+
+    W = np.zeros((M.p, C))
+    alpha_u = np.zeros((len(first), C))
+    rounds = pivots = 0
+    G_all = Du.rmatmul(Yu * s[:, None])  # D^T (y s): the dual constraint at alpha = 1
+    for c in range(C):
+        lp = state.lps[c]
+        if lp is None:
+            lp = state.lps[c] = _new_output_lp(Yu[:, c], s)
+        if lp.reg != reg:
+            _set_reg(lp, reg)
+        # seed: the warm start's support, or the columns most violated at W = 0
+        g = np.abs(G_all[:, c])
+        if not lp.cols:
+            seed = set() if warm_start is None else set(np.flatnonzero(warm_start[:, c]).tolist())
+            k = min(M.p, 100)
+            seed |= set(np.argpartition(-g, k - 1)[:k][g[np.argpartition(-g, k - 1)[:k]] > reg].tolist())
+            _add_columns(lp, Du, Yu[:, c], sorted(seed), reg)
+        while True:
+            rounds += 1
+            w_lp, mu, piv = _run(lp)
+            pivots += piv
+            a = np.clip(mu / np.where(s > 0, s, 1.0), 0.0, 1.0)
+            corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])
+            viol = corr - reg
+            viol[lp.cols] = -np.inf
+            bad = np.flatnonzero(viol > 1e-9 * max(reg, 1e-300))
+            if len(bad) == 0 or rounds >= max_rounds * C:
+                break
+            k = max(100, len(lp.cols)) if max_add is None else max_add
+            if len(bad) > k:
+                bad = bad[np.argpartition(-viol[bad], k - 1)[:k]]
+            _add_columns(lp, Du, Yu[:, c], np.sort(bad), reg)
+        W[lp.cols, c] = w_lp
+        alpha_u[:, c] = a
+
+    alpha = alpha_u[inverse]
+    cert = certificate(M.D, Y, W, alpha, reg, counts)
+    info = dict(cert, converged=cert["rel_gap"] <= tol, rounds=rounds, pivots=pivots,
+                time=time.perf_counter() - t0, state=state,
+                working_set=[len(lp.cols) for lp in state.lps])
+    return W, alpha, info
+
+
+def _new_output_lp(y: np.ndarray, s: np.ndarray) -> _OutputLP:
+    """LP with the slacks only: rows xi_i + ... >= 1, slack xi_i of cost s_i (identity block)."""
+    import highspy
+
+    h = _new_highs()
+    n = len(y)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, n
+    lp.col_cost_ = s.astype(np.float64)
+    lp.col_lower_, lp.col_upper_ = np.zeros(n), np.full(n, highspy.kHighsInf)
+    lp.row_lower_, lp.row_upper_ = np.ones(n), np.full(n, highspy.kHighsInf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.arange(n + 1, dtype=np.int32)
+    lp.a_matrix_.index_ = np.arange(n, dtype=np.int32)
+    lp.a_matrix_.value_ = np.ones(n)
+    h.passModel(lp)
+    return _OutputLP(h)
+
+
+def _add_columns(lp: _OutputLP, Du: DesignMatrix, y: np.ndarray, js, reg: float) -> None:
+    """Append the pair w+_j (column y * x_j), w-_j (column -y * x_j) for each dictionary column j."""
+    import highspy
+
+    js = [int(j) for j in js]
+    if not js:
+        return
+    X = Du.columns(np.asarray(js)) * y[:, None]
+    starts, index, value = [], [], []
+    nnz = 0
+    for k in range(len(js)):
+        rows = np.flatnonzero(X[:, k])
+        for sign in (1.0, -1.0):
+            starts.append(nnz)
+            index.append(rows)
+            value.append(sign * X[rows, k])
+            nnz += len(rows)
+    m = 2 * len(js)
+    lp.highs.addCols(m, np.full(m, reg), np.zeros(m), np.full(m, highspy.kHighsInf), nnz,
+                     np.asarray(starts, dtype=np.int32), np.concatenate(index).astype(np.int32),
+                     np.concatenate(value))
+    lp.cols = lp.cols + js
+    lp.reg = reg
+
+
+def _set_reg(lp: _OutputLP, reg: float) -> None:
+    n_slack = lp.highs.getNumCol() - 2 * len(lp.cols)
+    idx = np.arange(n_slack, n_slack + 2 * len(lp.cols), dtype=np.int32)
+    if len(idx):
+        lp.highs.changeColsCost(len(idx), idx, np.full(len(idx), reg))
+    lp.reg = reg
+
+
+def _run(lp: _OutputLP):
+    """Solve from the kept basis; returns (w for lp.cols, row multipliers mu >= 0, pivots)."""
+    import highspy
+
+    h = lp.highs
+    h.setOptionValue("simplex_strategy", _STRATEGY[0] if h.getBasis().valid else 1)
+    for k, v in _EXTRA.items():
+        h.setOptionValue(k, v)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(h.getModelStatus())}")
+    sol = h.getSolution()
+    x = np.asarray(sol.col_value)
+    pairs = x[h.getNumRow():].reshape(-1, 2)  # (w+_j, w-_j) for j in lp.cols
+    w = pairs[:, 0] - pairs[:, 1]
+    return w, np.maximum(np.asarray(sol.row_dual), 0.0), int(h.getInfo().simplex_iteration_count)
