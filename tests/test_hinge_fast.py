@@ -32,7 +32,8 @@ def _independent_gap(D, Y, W, alpha, reg, weights):
 def _cvxpy_hinge(D, Y, reg, weights):
     W = cp.Variable((D.shape[1], Y.shape[1]))
     s = weights / weights.sum()
-    obj = cp.sum(cp.multiply(s[:, None], cp.pos(1 - cp.multiply(Y, D.astype(float) @ W)))) + reg * cp.sum(cp.abs(W))
+    margins = cp.multiply(Y, D.astype(float) @ W)
+    obj = cp.sum(cp.multiply(s[:, None], cp.pos(1 - margins))) + reg * cp.sum(cp.abs(W))
     prob = cp.Problem(cp.Minimize(obj))
     prob.solve(solver=cp.CLARABEL)
     return prob.value
@@ -137,3 +138,34 @@ def test_bad_input(kwargs, match):
     args = dict(D=D, Y=y, reg=0.01) | kwargs
     with pytest.raises(ValueError, match=match):
         solve_hinge_l1(**args)
+
+
+def test_sparse_and_float_input_match_dense():
+    import scipy.sparse as sp
+
+    D, y = _binary(90, 30, 10)
+    reg = reg_max(D, y, "hinge") / 25
+    _, _, dense = solve_hinge_l1(D, y, reg, tol=1e-9)
+    _, _, sparse = solve_hinge_l1(sp.csr_matrix(D), y, reg, tol=1e-9)
+    _, _, floats = solve_hinge_l1(D.astype(np.float64), y, reg, tol=1e-9)
+    assert sparse["primal"] == pytest.approx(dense["primal"], rel=1e-10)
+    assert floats["primal"] == pytest.approx(dense["primal"], rel=1e-10)
+
+
+def test_too_few_rounds_is_reported_not_hidden():
+    D, y = _binary(150, 80, 11)
+    reg = reg_max(D, y, "hinge") / 100
+    _, _, info = solve_hinge_l1(D, y, reg, max_rounds=1, max_add=1)
+    assert not info["converged"] and info["rel_gap"] > 1e-6
+    with pytest.raises(TypeError, match="state"):
+        solve_hinge_l1(D, y, reg, state={})
+
+
+def test_cold_start_on_most_columns_uses_the_interior_point_method_and_matches():
+    D, y = _binary(150, 520, 12, density=0.3)
+    reg = reg_max(D, y, "hinge") / 20
+    W, alpha, info = solve_hinge_l1(D, y, reg, tol=1e-9)
+    assert info["working_set"][0] >= 500  # every violated column entered the first LP
+    assert info["primal"] == pytest.approx(solve(D, y, "hinge", reg=reg, tol=1e-9).primal, rel=1e-8)
+    _, gap = _independent_gap(D, y[:, None], W, alpha, reg, np.ones(len(y)))
+    assert gap <= 1e-9 * max(1.0, info["primal"])

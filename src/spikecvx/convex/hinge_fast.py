@@ -30,16 +30,15 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import check_positive
+from .._validation import check_int, check_positive
 from .matrix import DesignMatrix
 
-_LP_TOL = 1e-10
-_STRATEGY = [4]
-_EXTRA = {}  # HiGHS primal / dual feasibility tolerances
+_LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
+_IPM_MIN_COLUMNS = 500  # a cold start on at least this many (and half of all) columns uses the IPM
 
 
 def _new_highs():
@@ -57,18 +56,10 @@ def _new_highs():
         os.dup2(saved, 1)
         os.close(saved)
     for key, value in (("output_flag", False), ("solver", "simplex"), ("threads", 1),
-                       ("primal_feasibility_tolerance", _LP_TOL), ("dual_feasibility_tolerance", _LP_TOL)):
+                       ("primal_feasibility_tolerance", _LP_TOL), ("dual_feasibility_tolerance", _LP_TOL),
+                       ("ipm_optimality_tolerance", _LP_TOL)):
         h.setOptionValue(key, value)
     return h
-
-
-@dataclass
-class _OutputLP:
-    """The LP of one output column: HiGHS model, dictionary columns in it (in LP order)."""
-
-    highs: object
-    cols: list = field(default_factory=list)
-    reg: float = 0.0
 
 
 @dataclass
@@ -95,9 +86,10 @@ def _fingerprint(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray) -> tuple:
 
 def _distinct(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray):
     """Distinct (row, label) pairs: (rows index of a representative, inverse, merged counts)."""
-    keys = np.concatenate([(M.D.toarray() if M.sparse else M.D).astype(np.float64), Y], axis=1)
-    keys = np.ascontiguousarray(keys)
-    _, first, inverse = np.unique(keys.view(np.dtype((np.void, keys.shape[1] * 8)))[:, 0],
+    X = np.ascontiguousarray(M.D.toarray() if M.sparse else M.D)
+    X = np.where(X == 0, 0, X) if X.dtype.kind == "f" else X  # -0.0 and 0.0 are the same row
+    keys = np.concatenate([X.view(np.uint8).reshape(M.n, -1), (Y > 0).view(np.uint8)], axis=1)
+    _, first, inverse = np.unique(keys.view(np.dtype((np.void, keys.shape[1])))[:, 0],
                                   return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     merged = np.bincount(inverse, weights=counts, minlength=len(first))
@@ -155,7 +147,7 @@ def certificate(D, Y, W, alpha, reg, counts=None) -> dict:
 
 def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray | None = None,
                    counts: np.ndarray | None = None, state: HingeState | None = None,
-                   max_rounds: int = 200, max_add: int | None = None):
+                   max_rounds: int = 200, max_add: int = 50):
     """Hinge + elementwise L1, solved exactly and certified:  min_W sum_i s_i sum_c
     max(0, 1 - Y_ic (D W)_ic) + reg * ||W||_1  with s_i = counts_i / sum(counts) (default 1 / n).
 
@@ -168,8 +160,9 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
         counts: (n,) non-negative sample multiplicities (weights).
         state: ``info["state"]`` of a previous call on the same D, Y, counts (a path): the LPs and
             their bases are reused.
-        max_rounds: column-generation rounds per output.
-        max_add: most columns added per round (default: max(100, working-set size)).
+        max_rounds: column-generation rounds per output (the result says whether they sufficed).
+        max_add: most columns added per round (the most violated ones); fewer keep the LP
+            small, more save rounds.
 
     Returns:
         (W (P, C), alpha (n, C) in [0, 1], info) where U = -Y * alpha * s, scaled by
@@ -178,6 +171,10 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     """
     t0 = time.perf_counter()
     M, Y, counts, warm_start = _check_inputs(D, Y, reg, tol, warm_start, counts)
+    check_int("max_rounds", max_rounds)
+    check_int("max_add", max_add)
+    if state is not None and not isinstance(state, HingeState):
+        raise TypeError(f"state must be the info['state'] of a previous call, got {type(state).__name__}")
     reg = float(reg)
     n, C = Y.shape
     key = _fingerprint(M, Y, counts)
@@ -194,31 +191,34 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     for c in range(C):
         lp = state.lps[c]
         if lp is None:
-            lp = state.lps[c] = _new_output_lp(Yu[:, c], s)
+            lp = state.lps[c] = _PrimalLP(Du, Yu[:, c], s)
         if lp.reg != reg:
-            _set_reg(lp, reg)
-        # seed: the warm start's support, or the columns most violated at W = 0
-        g = np.abs(G_all[:, c])
-        if not lp.cols:
-            seed = set() if warm_start is None else set(np.flatnonzero(warm_start[:, c]).tolist())
-            k = min(M.p, 100)
-            seed |= set(np.argpartition(-g, k - 1)[:k][g[np.argpartition(-g, k - 1)[:k]] > reg].tolist())
-            _add_columns(lp, Du, Yu[:, c], sorted(seed), reg)
-        while True:
+            lp.set_reg(reg)
+        method = "simplex"
+        if not lp.cols:  # seed: the warm start's support and the columns most violated at W = 0
+            g = np.abs(G_all[:, c])
+            violated = np.flatnonzero(g > reg)
+            if len(violated) >= max(_IPM_MIN_COLUMNS, M.p // 2):
+                # most columns enter: one interior-point solve (with crossover, for a basis) on them
+                seed, method = set(violated.tolist()), "ipm"
+            else:
+                top = np.argsort(-g)[: min(M.p, 100)]
+                seed = set(top[g[top] > reg].tolist())
+            if warm_start is not None:
+                seed |= set(np.flatnonzero(warm_start[:, c]).tolist())
+            lp.add(sorted(seed))
+        for r in range(max_rounds):
             rounds += 1
-            w_lp, mu, piv = _run(lp)
+            w_lp, a, piv = lp.run(method if r == 0 else "simplex")
             pivots += piv
-            a = np.clip(mu / np.where(s > 0, s, 1.0), 0.0, 1.0)
-            corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])
-            viol = corr - reg
+            viol = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0]) - reg
             viol[lp.cols] = -np.inf
-            bad = np.flatnonzero(viol > 1e-9 * max(reg, 1e-300))
-            if len(bad) == 0 or rounds >= max_rounds * C:
+            bad = np.flatnonzero(viol > 1e-9 * reg)
+            if len(bad) == 0 or r == max_rounds - 1:
                 break
-            k = max(100, len(lp.cols)) if max_add is None else max_add
-            if len(bad) > k:
-                bad = bad[np.argpartition(-viol[bad], k - 1)[:k]]
-            _add_columns(lp, Du, Yu[:, c], np.sort(bad), reg)
+            if len(bad) > max_add:
+                bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
+            lp.add(np.sort(bad))
         W[lp.cols, c] = w_lp
         alpha_u[:, c] = a
 
@@ -230,71 +230,81 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     return W, alpha, info
 
 
-def _new_output_lp(y: np.ndarray, s: np.ndarray) -> _OutputLP:
-    """LP with the slacks only: rows xi_i + ... >= 1, slack xi_i of cost s_i (identity block)."""
-    import highspy
+class _PrimalLP:
+    """min s.xi + reg * sum(w+ + w-)  s.t.  xi_i + y_i x_i (w+ - w-) >= 1 (slacks first, then the pairs
+    (w+_j, w-_j) of the working-set columns); alpha_i = mu_i / s_i from the row multipliers."""
 
-    h = _new_highs()
-    n = len(y)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, n
-    lp.col_cost_ = s.astype(np.float64)
-    lp.col_lower_, lp.col_upper_ = np.zeros(n), np.full(n, highspy.kHighsInf)
-    lp.row_lower_, lp.row_upper_ = np.ones(n), np.full(n, highspy.kHighsInf)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.arange(n + 1, dtype=np.int32)
-    lp.a_matrix_.index_ = np.arange(n, dtype=np.int32)
-    lp.a_matrix_.value_ = np.ones(n)
-    h.passModel(lp)
-    return _OutputLP(h)
+    def __init__(self, Du: DesignMatrix, y: np.ndarray, s: np.ndarray) -> None:
+        import highspy
+
+        self.Du, self.y, self.s, self.cols, self.reg = Du, y, s, [], None
+        self.highs = _new_highs()
+        n = len(y)
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = n, n
+        lp.col_cost_ = s.astype(np.float64)
+        lp.col_lower_, lp.col_upper_ = np.zeros(n), np.full(n, highspy.kHighsInf)
+        lp.row_lower_, lp.row_upper_ = np.ones(n), np.full(n, highspy.kHighsInf)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.arange(n + 1, dtype=np.int32)
+        lp.a_matrix_.index_ = np.arange(n, dtype=np.int32)
+        lp.a_matrix_.value_ = np.ones(n)
+        self.highs.passModel(lp)
+
+    def add(self, js) -> None:
+        import highspy
+
+        js = [int(j) for j in js]
+        if not js:
+            return
+        X = self.Du.columns(np.asarray(js)) * self.y[:, None]
+        starts, index, value, nnz = _sparse_columns(X, pairs=True)
+        m = 2 * len(js)
+        self.highs.addCols(m, np.full(m, self.reg), np.zeros(m), np.full(m, highspy.kHighsInf), nnz,
+                           starts, index, value)
+        self.cols = self.cols + js
+
+    def set_reg(self, reg: float) -> None:
+        self.reg = reg
+        n = len(self.y)
+        idx = np.arange(n, n + 2 * len(self.cols), dtype=np.int32)
+        if len(idx):
+            self.highs.changeColsCost(len(idx), idx, np.full(len(idx), reg))
+
+    def run(self, method: str = "simplex"):
+        """Solve (the primal simplex from a kept basis, else HiGHS's choice of simplex, or its interior
+        point method with crossover); returns (w for self.cols, alpha, simplex pivots)."""
+        h = self.highs
+        h.setOptionValue("solver", method)
+        h.setOptionValue("run_crossover", "on")
+        h.setOptionValue("simplex_strategy", 4 if h.getBasis().valid else 1)
+        sol = _solve(h)
+        pairs = np.asarray(sol.col_value)[len(self.y):].reshape(-1, 2)
+        mu = np.maximum(np.asarray(sol.row_dual), 0.0)
+        a = np.clip(mu / np.where(self.s > 0, self.s, 1.0), 0.0, 1.0)
+        return pairs[:, 0] - pairs[:, 1], a, int(h.getInfo().simplex_iteration_count)
 
 
-def _add_columns(lp: _OutputLP, Du: DesignMatrix, y: np.ndarray, js, reg: float) -> None:
-    """Append the pair w+_j (column y * x_j), w-_j (column -y * x_j) for each dictionary column j."""
-    import highspy
-
-    js = [int(j) for j in js]
-    if not js:
-        return
-    X = Du.columns(np.asarray(js)) * y[:, None]
+def _sparse_columns(X: np.ndarray, pairs: bool = False):
+    """Compressed columns of X (each followed by its negation when ``pairs``) for highspy."""
     starts, index, value = [], [], []
     nnz = 0
-    for k in range(len(js)):
+    for k in range(X.shape[1]):
         rows = np.flatnonzero(X[:, k])
-        for sign in (1.0, -1.0):
+        for sign in ((1.0, -1.0) if pairs else (1.0,)):
             starts.append(nnz)
             index.append(rows)
             value.append(sign * X[rows, k])
             nnz += len(rows)
-    m = 2 * len(js)
-    lp.highs.addCols(m, np.full(m, reg), np.zeros(m), np.full(m, highspy.kHighsInf), nnz,
-                     np.asarray(starts, dtype=np.int32), np.concatenate(index).astype(np.int32),
-                     np.concatenate(value))
-    lp.cols = lp.cols + js
-    lp.reg = reg
+    return (np.asarray(starts, dtype=np.int32), np.concatenate(index).astype(np.int32),
+            np.concatenate(value), nnz)
 
 
-def _set_reg(lp: _OutputLP, reg: float) -> None:
-    n_slack = lp.highs.getNumCol() - 2 * len(lp.cols)
-    idx = np.arange(n_slack, n_slack + 2 * len(lp.cols), dtype=np.int32)
-    if len(idx):
-        lp.highs.changeColsCost(len(idx), idx, np.full(len(idx), reg))
-    lp.reg = reg
-
-
-def _run(lp: _OutputLP):
-    """Solve from the kept basis; returns (w for lp.cols, row multipliers mu >= 0, pivots)."""
+def _solve(h):
     import highspy
 
-    h = lp.highs
-    h.setOptionValue("simplex_strategy", _STRATEGY[0] if h.getBasis().valid else 1)
-    for k, v in _EXTRA.items():
-        h.setOptionValue(k, v)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(h.getModelStatus())}")
-    sol = h.getSolution()
-    x = np.asarray(sol.col_value)
-    pairs = x[h.getNumRow():].reshape(-1, 2)  # (w+_j, w-_j) for j in lp.cols
-    w = pairs[:, 0] - pairs[:, 1]
-    return w, np.maximum(np.asarray(sol.row_dual), 0.0), int(h.getInfo().simplex_iteration_count)
+    return h.getSolution()
+
