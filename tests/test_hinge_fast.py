@@ -162,8 +162,10 @@ def test_too_few_rounds_is_reported_not_hidden():
 
 
 def test_cold_start_on_most_columns_uses_the_interior_point_method_and_matches():
-    D, y = _binary(150, 520, 12, density=0.3)
-    reg = reg_max(D, y, "hinge") / 20
+    D, y = _binary(150, 600, 12, density=0.3)
+    g = np.sort(np.abs(D.T.astype(float) @ y) / len(y))[::-1]
+    reg = 0.999 * g[510]  # at least 511 columns violate their dual constraint at W = 0
+    assert reg > 0
     W, alpha, info = solve_hinge_l1(D, y, reg, tol=1e-9)
     assert info["working_set"][0] >= 500  # every violated column entered the first LP
     assert info["primal"] == pytest.approx(solve(D, y, "hinge", reg=reg, tol=1e-9).primal, rel=1e-8)
