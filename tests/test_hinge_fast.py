@@ -171,3 +171,18 @@ def test_cold_start_on_most_columns_uses_the_interior_point_method_and_matches()
     assert info["primal"] == pytest.approx(solve(D, y, "hinge", reg=reg, tol=1e-9).primal, rel=1e-8)
     _, gap = _independent_gap(D, y[:, None], W, alpha, reg, np.ones(len(y)))
     assert gap <= 1e-9 * max(1.0, info["primal"])
+
+
+def test_columns_stored_complemented_give_the_same_optimum():
+    # dense columns (most entries equal to a non-zero value) are written v - (v - x) in the LP
+    rng = np.random.default_rng(13)
+    D, y = _binary(140, 40, 13, density=0.8)
+    D = D * rng.choice([1, 3], size=40)  # binary columns with different "on" values
+    D[:, :5] = rng.choice([0.0, 2.0, 2.5], size=(140, 5), p=[0.1, 0.7, 0.2])  # three values
+    for frac in (5, 50):
+        reg = reg_max(D, y, "hinge") / frac
+        W, alpha, info = solve_hinge_l1(D, y, reg, tol=1e-9)
+        assert info["primal"] == pytest.approx(solve(D, y, "hinge", reg=reg, tol=1e-9).primal, rel=1e-8)
+        assert info["primal"] == pytest.approx(_cvxpy_hinge(D, y[:, None], reg, np.ones(len(y))), rel=1e-5)
+        _, gap = _independent_gap(D, y[:, None], W, alpha, reg, np.ones(len(y)))
+        assert gap <= 1e-9 * max(1.0, info["primal"])

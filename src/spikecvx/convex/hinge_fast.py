@@ -199,8 +199,9 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
             g = np.abs(G_all[:, c])
             violated = np.flatnonzero(g > reg)
             if len(violated) >= max(_IPM_MIN_COLUMNS, M.p // 2):
-                # most columns enter: one interior-point solve (with crossover, for a basis) on them
-                seed, method = set(violated.tolist()), "ipm"
+                # most columns would enter: one interior-point solve (with crossover, for a basis) on
+                # every column costs about what column generation costs, and needs no second round
+                seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
             else:
                 top = np.argsort(-g)[: min(M.p, 100)]
                 seed = set(top[g[top] > reg].tolist())
@@ -231,8 +232,15 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
 
 
 class _PrimalLP:
-    """min s.xi + reg * sum(w+ + w-)  s.t.  xi_i + y_i x_i (w+ - w-) >= 1 (slacks first, then the pairs
-    (w+_j, w-_j) of the working-set columns); alpha_i = mu_i / s_i from the row multipliers."""
+    """The LP of one output:  min s.xi + reg * sum(w+ + w-)  s.t.  xi_i + y_i x_i (w+ - w-) >= 1.
+
+    Dense columns are stored complemented: a column j whose most frequent value v_j != 0 occurs in
+    more rows than 0 does is written x_j = v_j - xt_j, with xt_j sparser, and its share
+    v_j (w+_j - w-_j) of every margin goes through one free variable t = sum_flipped v_j w_j
+    (one extra equality row, one column y). Spike dictionaries have many columns that fire on
+    most inputs; the simplex's cost per pivot scales with the non-zeros of the LP.
+    LP columns: slacks xi (n), t, then the pairs (w+_j, w-_j) of ``cols``; rows: n hinge rows, the
+    t row. alpha_i = mu_i / s_i from the multipliers mu of the hinge rows."""
 
     def __init__(self, Du: DesignMatrix, y: np.ndarray, s: np.ndarray) -> None:
         import highspy
@@ -240,15 +248,18 @@ class _PrimalLP:
         self.Du, self.y, self.s, self.cols, self.reg = Du, y, s, [], None
         self.highs = _new_highs()
         n = len(y)
+        inf = highspy.kHighsInf
         lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = n, n
-        lp.col_cost_ = s.astype(np.float64)
-        lp.col_lower_, lp.col_upper_ = np.zeros(n), np.full(n, highspy.kHighsInf)
-        lp.row_lower_, lp.row_upper_ = np.ones(n), np.full(n, highspy.kHighsInf)
+        lp.num_col_, lp.num_row_ = n + 1, n + 1
+        lp.col_cost_ = np.concatenate([s, [0.0]])
+        lp.col_lower_ = np.concatenate([np.zeros(n), [-inf]])
+        lp.col_upper_ = np.full(n + 1, inf)
+        lp.row_lower_ = np.concatenate([np.ones(n), [0.0]])
+        lp.row_upper_ = np.concatenate([np.full(n, inf), [0.0]])
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.arange(n + 1, dtype=np.int32)
-        lp.a_matrix_.index_ = np.arange(n, dtype=np.int32)
-        lp.a_matrix_.value_ = np.ones(n)
+        lp.a_matrix_.start_ = np.concatenate([np.arange(n + 1), [2 * n + 1]]).astype(np.int32)
+        lp.a_matrix_.index_ = np.concatenate([np.arange(n), np.arange(n + 1)]).astype(np.int32)
+        lp.a_matrix_.value_ = np.concatenate([np.ones(n), y, [1.0]])
         self.highs.passModel(lp)
 
     def add(self, js) -> None:
@@ -257,16 +268,35 @@ class _PrimalLP:
         js = [int(j) for j in js]
         if not js:
             return
-        X = self.Du.columns(np.asarray(js)) * self.y[:, None]
-        starts, index, value, nnz = _sparse_columns(X, pairs=True)
+        n = len(self.y)
+        X = self.Du.columns(np.asarray(js))
+        starts, index, value = [], [], []
+        nnz = 0
+        for k in range(X.shape[1]):
+            x = X[:, k]
+            vals, freq = np.unique(x, return_counts=True)
+            v = vals[np.argmax(freq)]
+            if v != 0 and freq.max() > np.count_nonzero(x == 0):  # complemented: x = v - (v - x)
+                rows = np.flatnonzero(x != v)
+                col_rows = np.append(rows, n)
+                col_vals = np.append(-self.y[rows] * (v - x[rows]), -v)
+            else:
+                col_rows = np.flatnonzero(x)
+                col_vals = self.y[col_rows] * x[col_rows]
+            for sign in (1.0, -1.0):
+                starts.append(nnz)
+                index.append(col_rows)
+                value.append(sign * col_vals)
+                nnz += len(col_rows)
         m = 2 * len(js)
         self.highs.addCols(m, np.full(m, self.reg), np.zeros(m), np.full(m, highspy.kHighsInf), nnz,
-                           starts, index, value)
+                           np.asarray(starts, dtype=np.int32), np.concatenate(index).astype(np.int32),
+                           np.concatenate(value))
         self.cols = self.cols + js
 
     def set_reg(self, reg: float) -> None:
         self.reg = reg
-        n = len(self.y)
+        n = len(self.y) + 1
         idx = np.arange(n, n + 2 * len(self.cols), dtype=np.int32)
         if len(idx):
             self.highs.changeColsCost(len(idx), idx, np.full(len(idx), reg))
@@ -279,25 +309,11 @@ class _PrimalLP:
         h.setOptionValue("run_crossover", "on")
         h.setOptionValue("simplex_strategy", 4 if h.getBasis().valid else 1)
         sol = _solve(h)
-        pairs = np.asarray(sol.col_value)[len(self.y):].reshape(-1, 2)
-        mu = np.maximum(np.asarray(sol.row_dual), 0.0)
+        n = len(self.y)
+        pairs = np.asarray(sol.col_value)[n + 1 :].reshape(-1, 2)
+        mu = np.maximum(np.asarray(sol.row_dual)[:n], 0.0)
         a = np.clip(mu / np.where(self.s > 0, self.s, 1.0), 0.0, 1.0)
         return pairs[:, 0] - pairs[:, 1], a, int(h.getInfo().simplex_iteration_count)
-
-
-def _sparse_columns(X: np.ndarray, pairs: bool = False):
-    """Compressed columns of X (each followed by its negation when ``pairs``) for highspy."""
-    starts, index, value = [], [], []
-    nnz = 0
-    for k in range(X.shape[1]):
-        rows = np.flatnonzero(X[:, k])
-        for sign in ((1.0, -1.0) if pairs else (1.0,)):
-            starts.append(nnz)
-            index.append(rows)
-            value.append(sign * X[rows, k])
-            nnz += len(rows)
-    return (np.asarray(starts, dtype=np.int32), np.concatenate(index).astype(np.int32),
-            np.concatenate(value), nnz)
 
 
 def _solve(h):
