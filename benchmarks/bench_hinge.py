@@ -98,8 +98,8 @@ def main() -> None:
             raise SystemExit(f"unknown instance {name!r}")
         t_new, c_new, new = best_of(args.repeat, run_new, D, y, regs)
         if name in args.skip_old:
-            print(f"| {name} {D.shape[0]}x{D.shape[1]} | {len(regs)} | (not run) | {t_new:.2f} ({c_new:.2f}) | | | "
-                  f"- / {max(g for _, g in new):.1e} |", flush=True)
+            print(f"| {name} {D.shape[0]}x{D.shape[1]} | {len(regs)} | (not run) | "
+                  f"{t_new:.2f} ({c_new:.2f}) | | | - / {max(g for _, g in new):.1e} |", flush=True)
             continue
         t_old, c_old, old = best_of(args.repeat, run_old, D, y, regs)
         diff = max(abs(a[0] - b[0]) / max(1.0, abs(a[0])) for a, b in zip(old, new))
