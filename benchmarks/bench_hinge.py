@@ -18,6 +18,7 @@ Usage:  python benchmarks/bench_hinge.py [--instances dense xor6 xor8 xor11 xor1
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -70,6 +71,14 @@ def run_new(D, y, regs):
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def best_of(k, fn, *args):
     runs = [fn(*args) for _ in range(k)]
     return min(runs, key=lambda r: r[0])
@@ -83,7 +92,7 @@ def main() -> None:
     ap.add_argument("--skip-old", nargs="*", default=[], metavar="INSTANCE",
                     help="instances timed for hinge_fast alone (the working-set solver takes many minutes)")
     args = ap.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}")
+    print(f"{cpu_name()}, {os.cpu_count()} logical CPUs, {time.strftime('%Y-%m-%d')}")
     print("| instance | regs | solve s (CPU s) | hinge_fast s (CPU s) | speed-up | max rel. objective diff | "
           "worst rel. gap (solve / hinge_fast) |")
     print("|---|---|---|---|---|---|---|")
