@@ -186,3 +186,11 @@ def test_columns_stored_complemented_give_the_same_optimum():
         assert info["primal"] == pytest.approx(_cvxpy_hinge(D, y[:, None], reg, np.ones(len(y))), rel=1e-5)
         _, gap = _independent_gap(D, y[:, None], W, alpha, reg, np.ones(len(y)))
         assert gap <= 1e-9 * max(1.0, info["primal"])
+
+
+def test_complex_or_string_labels_are_refused():
+    D, y = _binary(30, 10, 9)
+    with pytest.raises(TypeError, match="Y"):
+        solve_hinge_l1(D, y.astype(complex), 0.01)
+    with pytest.raises((TypeError, ValueError), match="counts"):
+        solve_hinge_l1(D, y, 0.01, counts=np.array(["a"] * 30))

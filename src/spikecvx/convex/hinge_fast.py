@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validation import check_int, check_positive
+from .._validation import check_int, check_positive, check_real_array
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
@@ -98,6 +98,7 @@ def _distinct(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray):
 
 def _check_inputs(D, Y, reg, tol, warm_start, counts):
     M = DesignMatrix(D)
+    check_real_array("Y", Y)
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 1:
         Y = Y[:, None]
@@ -110,11 +111,13 @@ def _check_inputs(D, Y, reg, tol, warm_start, counts):
     if counts is None:
         counts = np.ones(M.n)
     else:
+        check_real_array("counts", counts)
         counts = np.asarray(counts, dtype=np.float64)
         if counts.shape != (M.n,) or not np.isfinite(counts).all() or (counts < 0).any() or counts.sum() <= 0:
             raise ValueError(f"counts must be {M.n} finite non-negative numbers, not all zero")
     C = Y.shape[1]
     if warm_start is not None:
+        check_real_array("warm_start", warm_start)
         W0 = np.asarray(warm_start, dtype=np.float64)
         if W0.size != M.p * C or not np.isfinite(W0).all():
             raise ValueError(f"warm_start must hold {M.p * C} finite numbers ((P, C) = ({M.p}, {C})), "
