@@ -194,7 +194,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     for c in range(C):
         lp = state.lps[c]
         if lp is None:
-            lp = state.lps[c] = _PrimalLP(Du, Yu[:, c], s)
+            lp = state.lps[c] = _DualLP(Du, Yu[:, c], s)
         if lp.reg != reg:
             lp.set_reg(reg)
         method = "simplex"
@@ -215,7 +215,8 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
             rounds += 1
             w_lp, a, piv = lp.run(method if r == 0 else "simplex")
             pivots += piv
-            viol = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0]) - reg
+            corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])  # |D^T U| / scale
+            viol = corr - reg
             viol[lp.cols] = -np.inf
             bad = np.flatnonzero(viol > 1e-9 * reg)
             if len(bad) == 0 or r == max_rounds - 1:
@@ -224,6 +225,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
             lp.add(np.sort(bad))
         W[lp.cols, c] = w_lp
+        W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
         alpha_u[:, c] = a
 
     alpha = alpha_u[inverse]
@@ -234,44 +236,76 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     return W, alpha, info
 
 
-class _PrimalLP:
-    """The LP of one output:  min s.xi + reg * sum(w+ + w-)  s.t.  xi_i + y_i x_i (w+ - w-) >= 1.
+def _polish(Du: DesignMatrix, y, s, a, w, reg, top, rel: float = 1e-12) -> np.ndarray:
+    """w moved onto the margin equations y_i x_i w = 1 of the rows with 0 < alpha_i < 1.
 
-    Dense columns are stored complemented: a column j whose most frequent value v_j != 0 occurs in
-    more rows than 0 does is written x_j = v_j - xt_j, with xt_j sparser, and its share
-    v_j (w+_j - w-_j) of every margin goes through one free variable t = sum_flipped v_j w_j
-    (one extra equality row, one column y). Spike dictionaries have many columns that fire on
-    most inputs; the simplex's cost per pivot scales with the non-zeros of the LP.
-    LP columns: slacks xi (n), t, then the pairs (w+_j, w-_j) of ``cols``; rows: n hinge rows, the
-    t row. alpha_i = mu_i / s_i from the multipliers mu of the hinge rows."""
+    The LP solver's multipliers and values are exact only to its feasibility tolerances (1e-10);
+    complementary slackness says every optimal w meets these equations on its support, so one
+    least-squares correction (the smallest one) recovers the vertex to rounding error. Kept only
+    if it lowers the objective; skipped when the output's gap is already below ``rel``.
+    ``top``: max_j |sum_i s_i a_i y_i x_ij|, for the dual value."""
+
+    def objective(v):
+        margins = y * Du.matmul(v[:, None])[:, 0]
+        return float(s @ np.maximum(0.0, 1.0 - margins)) + reg * float(np.abs(v).sum())
+
+    primal = objective(w)
+    dual = min(1.0, reg / top) * float(s @ a) if top > 0 else float(s @ a)
+    support = np.flatnonzero(w)
+    margin = np.flatnonzero((a > 1e-9) & (a < 1 - 1e-9))
+    if primal - dual <= rel * max(1.0, primal) or not len(support) or not len(margin):  # nothing to gain
+        return w
+    A = y[margin, None] * Du.columns(support)[margin]
+    step = np.linalg.lstsq(A, 1.0 - A @ w[support], rcond=None)[0]
+    cand = w.copy()
+    cand[support] += step
+    if np.all(np.sign(cand[support]) == np.sign(w[support])) and objective(cand) < primal:
+        return cand
+    return w
+
+
+class _DualLP:
+    """The dual LP of one output, scaled by k = 1 / max(s):
+
+        max  sum_i k s_i a_i   s.t.  |sum_i k s_i y_i x_ij a_i| <= k reg  (j in ``cols``),  0 <= a <= 1,
+
+    whose solution is alpha and whose row multipliers are -w. Column generation in the primal is
+    row generation here, and a new reg moves the row bounds: either way the kept basis stays dual
+    feasible and HiGHS's dual simplex resumes from it.
+
+    Dense dictionary columns are stored complemented: a column whose most frequent value v != 0
+    occurs in more rows than 0 does is written x_j = v - (v - x_j), with (v - x_j) sparser, and
+    its share v * sum_i k s_i y_i a_i of the row goes through one free variable q equal to that
+    sum (one extra equality row, row 0). Spike dictionaries have many columns that fire on most
+    inputs, and the cost of a simplex pivot follows the non-zeros of the LP.
+    LP columns: a (n), q; rows: the q row, then one ranged row per column in ``cols``."""
 
     def __init__(self, Du: DesignMatrix, y: np.ndarray, s: np.ndarray) -> None:
         import highspy
 
-        self.Du, self.y, self.s, self.cols, self.reg = Du, y, s, [], None
+        self.Du, self.cols, self.reg = Du, [], None
+        self.k = 1.0 / s.max()
+        self.sy = s * self.k * y
+        self.n = len(y)
         self.highs = _new_highs()
-        n = len(y)
         inf = highspy.kHighsInf
         lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = n + 1, n + 1
-        lp.col_cost_ = np.concatenate([s, [0.0]])
-        lp.col_lower_ = np.concatenate([np.zeros(n), [-inf]])
-        lp.col_upper_ = np.full(n + 1, inf)
-        lp.row_lower_ = np.concatenate([np.ones(n), [0.0]])
-        lp.row_upper_ = np.concatenate([np.full(n, inf), [0.0]])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.concatenate([np.arange(n + 1), [2 * n + 1]]).astype(np.int32)
-        lp.a_matrix_.index_ = np.concatenate([np.arange(n), np.arange(n + 1)]).astype(np.int32)
-        lp.a_matrix_.value_ = np.concatenate([np.ones(n), y, [1.0]])
+        lp.num_col_, lp.num_row_ = self.n + 1, 1
+        lp.col_cost_ = np.concatenate([-s * self.k, [0.0]])
+        lp.col_lower_ = np.concatenate([np.zeros(self.n), [-inf]])
+        lp.col_upper_ = np.concatenate([np.ones(self.n), [inf]])
+        lp.row_lower_, lp.row_upper_ = np.zeros(1), np.zeros(1)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.array([0, self.n + 1], dtype=np.int32)
+        lp.a_matrix_.index_ = np.arange(self.n + 1, dtype=np.int32)
+        lp.a_matrix_.value_ = np.concatenate([self.sy, [-1.0]])
         self.highs.passModel(lp)
 
     def add(self, js) -> None:
-        import highspy
-
+        """Append the dual constraint rows of dictionary columns ``js``."""
         js = [int(j) for j in js]
         if not js:
             return
-        n = len(self.y)
         X = self.Du.columns(np.asarray(js))
         starts, index, value = [], [], []
         nnz = 0
@@ -281,42 +315,38 @@ class _PrimalLP:
             v = vals[np.argmax(freq)]
             if v != 0 and freq.max() > np.count_nonzero(x == 0):  # complemented: x = v - (v - x)
                 rows = np.flatnonzero(x != v)
-                col_rows = np.append(rows, n)
-                col_vals = np.append(-self.y[rows] * (v - x[rows]), -v)
+                idx, val = np.append(rows, self.n), np.append(-self.sy[rows] * (v - x[rows]), v)
             else:
-                col_rows = np.flatnonzero(x)
-                col_vals = self.y[col_rows] * x[col_rows]
-            for sign in (1.0, -1.0):
-                starts.append(nnz)
-                index.append(col_rows)
-                value.append(sign * col_vals)
-                nnz += len(col_rows)
-        m = 2 * len(js)
-        self.highs.addCols(m, np.full(m, self.reg), np.zeros(m), np.full(m, highspy.kHighsInf), nnz,
-                           np.asarray(starts, dtype=np.int32), np.concatenate(index).astype(np.int32),
-                           np.concatenate(value))
+                idx = np.flatnonzero(x)
+                val = self.sy[idx] * x[idx]
+            starts.append(nnz)
+            index.append(idx)
+            value.append(val)
+            nnz += len(idx)
+        b = self.reg * self.k
+        m = len(js)
+        self.highs.addRows(m, np.full(m, -b), np.full(m, b), nnz, np.asarray(starts, dtype=np.int32),
+                           np.concatenate(index).astype(np.int32), np.concatenate(value))
         self.cols = self.cols + js
 
     def set_reg(self, reg: float) -> None:
         self.reg = reg
-        n = len(self.y) + 1
-        idx = np.arange(n, n + 2 * len(self.cols), dtype=np.int32)
-        if len(idx):
-            self.highs.changeColsCost(len(idx), idx, np.full(len(idx), reg))
+        m = len(self.cols)
+        if m:
+            b = reg * self.k
+            self.highs.changeRowsBounds(m, np.arange(1, m + 1, dtype=np.int32), np.full(m, -b), np.full(m, b))
 
     def run(self, method: str = "simplex"):
-        """Solve (the primal simplex from a kept basis, else HiGHS's choice of simplex, or its interior
-        point method with crossover); returns (w for self.cols, alpha, simplex pivots)."""
+        """Solve (dual simplex, from the kept basis when there is one, or the interior point method with
+        crossover); returns (w for self.cols, alpha, simplex pivots)."""
         h = self.highs
         h.setOptionValue("solver", method)
         h.setOptionValue("run_crossover", "on")
-        h.setOptionValue("simplex_strategy", 4 if h.getBasis().valid else 1)
+        h.setOptionValue("simplex_strategy", 1)
         sol = _solve(h)
-        n = len(self.y)
-        pairs = np.asarray(sol.col_value)[n + 1 :].reshape(-1, 2)
-        mu = np.maximum(np.asarray(sol.row_dual)[:n], 0.0)
-        a = np.clip(mu / np.where(self.s > 0, self.s, 1.0), 0.0, 1.0)
-        return pairs[:, 0] - pairs[:, 1], a, int(h.getInfo().simplex_iteration_count)
+        a = np.clip(np.asarray(sol.col_value)[: self.n], 0.0, 1.0)
+        w = -np.asarray(sol.row_dual)[1:]
+        return w, a, int(h.getInfo().simplex_iteration_count)
 
 
 def _solve(h):
