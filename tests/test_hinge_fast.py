@@ -194,3 +194,22 @@ def test_complex_or_string_labels_are_refused():
         solve_hinge_l1(D, y.astype(complex), 0.01)
     with pytest.raises((TypeError, ValueError), match="counts"):
         solve_hinge_l1(D, y, 0.01, counts=np.array(["a"] * 30))
+
+
+def test_polish_moves_a_perturbed_solution_back_onto_the_vertex():
+    from spikecvx.convex.hinge_fast import _polish
+    from spikecvx.convex.matrix import DesignMatrix
+
+    D, y = _binary(100, 30, 14)
+    reg = reg_max(D, y, "hinge") / 30
+    W, alpha, info = solve_hinge_l1(D, y, reg, tol=1e-9)
+    w = W[:, 0]
+    s = np.full(100, 0.01)
+    support = np.flatnonzero(w)
+    noisy = w.copy()
+    noisy[support] *= 1 + 1e-6 * np.random.default_rng(0).standard_normal(len(support))
+    top = float(np.abs(D.T @ (y * alpha[:, 0] * s)).max())
+    fixed = _polish(DesignMatrix(D), y, s, alpha[:, 0], noisy, reg, top)
+    value = lambda v: certificate(D, y, v, alpha, reg)["primal"]  # noqa: E731
+    assert value(noisy) - info["primal"] > 1e-9  # the perturbation is visible
+    assert value(fixed) - info["primal"] < 1e-12

@@ -206,8 +206,8 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
             violated = np.flatnonzero(g > reg)
             if len(violated) >= max(_IPM_MIN_COLUMNS, M.p // 2):
                 # most columns would enter: one interior-point solve (with crossover, for a basis) on
-                # every column costs less than generating them (measured: 4.0 vs 7.8 s CPU on the
-                # dense benchmark) and needs no second round
+                # every column costs less than generating them (docs/design/hinge.md) and needs no
+                # second round
                 seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
             else:
                 top = np.argsort(-g)[: min(M.p, 100)]
