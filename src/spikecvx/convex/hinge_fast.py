@@ -187,7 +187,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     if state is None or state.key != key:
         first, inverse, cu = _distinct(M, Y, counts)
         state = HingeState(key, [None] * C, first, inverse, cu / cu.sum(), DesignMatrix(M.D[first]))
-    first, inverse, s, Du = state.first, state.inverse, state.s, state.Du  # s: the slack costs
+    first, inverse, s, Du = state.first, state.inverse, state.s, state.Du  # s: pair weights
     Yu = Y[first]
 
     W = np.zeros((M.p, C))
