@@ -180,7 +180,7 @@ class RandomPool:
 def _trunk_input(trunk: ParallelSNN, X: torch.Tensor) -> torch.Tensor:
     """Input of the last LIF layer: the data (two-layer nets) or the spikes of layer L-2."""
     with torch.no_grad():
-        x = trunk._check_input(X, 1)
+        x = trunk.check_input(X, 1)
         if len(trunk.hidden) == 1:
             return x
         return trunk.run_layers(x)[0][-2][0]
