@@ -156,9 +156,9 @@ def test_mnist_bad_sizes():
 def test_registry_lists_every_task_in_report_order():
     from spikecvx.tasks import TASKS, TaskSpec, register
 
-    assert list(TASKS) == ["xor", "addition", "mnist", "dfa"]
+    assert list(TASKS) == ["xor", "addition", "mnist", "dfa", "shd", "nmnist"]
     keys = {n: s.grid_key for n, s in TASKS.items()}
-    assert keys == dict(xor="T", addition="base", mnist="T", dfa="symbols")
+    assert keys == dict(xor="T", addition="base", mnist="T", dfa="symbols", shd="T", nmnist="T")
     assert all(isinstance(s, TaskSpec) and s.name == n for n, s in TASKS.items())
     with pytest.raises(ValueError, match="already registered"):
         register(TASKS["xor"])
