@@ -34,6 +34,7 @@ from ..snn import ParallelSNN
 from ..snn.grown import GrownSNN
 from ..snn.lif import lif_scan
 from .heads import Head, check_targets, head_slices
+from .reconstruct import reconstruct
 from .sg import sg_init
 
 # ----------------------------------------------------------------------------------- pricing
@@ -616,31 +617,11 @@ def _kept_blocks(col_block: np.ndarray, coef: np.ndarray) -> list[int]:
 
 
 def _pruned_block(net: ParallelSNN, neurons: np.ndarray, rows: np.ndarray, prune: bool) -> ParallelSNN:
-    """Copy of ``net`` with readout rows ``rows`` on last-layer ``neurons``, other neurons
-    dropped (each branch keeps as many as the branch that needs the most; fillers read out 0)."""
-    C = rows.shape[1]
-    coef = np.zeros((net.last_width, C))
+    """Copy of ``net`` with readout rows ``rows`` on last-layer ``neurons``, pruned as
+    ``reconstruct`` prunes (other neurons dropped; fillers read out 0)."""
+    coef = np.zeros((net.last_width, rows.shape[1]))
     coef[neurons] = rows
-    K, per = net.branches, net.last_width // net.branches
-    keep = np.arange(per)[None].repeat(K, 0)
-    if prune:
-        used = np.any(coef != 0, axis=1).reshape(K, per)
-        width = max(1, int(used.sum(axis=1).max()))
-        keep = np.stack([np.argsort(~used[k], kind="stable")[:width] for k in range(K)])
-    width = keep.shape[1]
-    out = ParallelSNN(**(net.config() | dict(n_out=C, last_width=width * K)), dtype=net.dtype,
-                      device=net.device)
-    flat = (keep + per * np.arange(K)[:, None]).ravel()
-    with torch.no_grad():
-        for i, (src, dst) in enumerate(zip(net.hidden, out.hidden)):
-            if i < len(net.hidden) - 1:
-                dst.copy_(src)
-            elif src.dim() == 2:
-                dst.copy_(src[:, torch.as_tensor(flat)])
-            else:
-                dst.copy_(torch.stack([src[k][:, torch.as_tensor(keep[k])] for k in range(K)]))
-        out.readout_weight.copy_(torch.as_tensor(coef[flat], dtype=out.dtype))
-    return out
+    return reconstruct(net, coef, prune=prune)
 
 
 def _same_trunk(a: ParallelSNN, b: ParallelSNN) -> bool:
