@@ -31,7 +31,7 @@ from .._validation import check_bool, check_choice, check_int, check_positive, c
 from .certificate import DualTracker, SolveResult
 from .datafits import DATAFITS, Datafit, WeightedDatafit
 from .hinge_fast import solve_hinge_l1
-from .hinge_programs import IPM_MIN_COLUMNS, LP_SCALE_LIMIT, hinge_lp, hinge_socp
+from .hinge_programs import IPM_MIN_COLUMNS, hinge_socp
 from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
 from .prox_newton import prox_newton
@@ -268,17 +268,8 @@ def _solve_fast_hinge(problem: Problem, reg, tol, max_iter, W, verbose):
     """Hinge + L1 by ``solve_hinge_l1`` on the reduced rows, its LPs kept in ``problem.cache``:
     (W, dual point of the reduced rows, rounds)."""
     s = problem.weights_r
-    D = problem.cache.get("hinge_D")
-    if D is None:
-        # data far from unit scale are rescaled by a power of two (exact), as ``hinge_lp`` does:
-        # x -> x / k, w -> k w, reg -> reg / k leaves the LP's optimum and multipliers unchanged
-        k = lp_scale_of(problem.Mr)
-        D = problem.cache["hinge_D"] = problem.Mr.D if k == 1.0 else problem.Mr.D / k
-        problem.cache["hinge_scale"] = k
-    k = problem.cache["hinge_scale"]
-    W, alpha, info = solve_hinge_l1(D, problem.Yr, reg / k, tol, warm_start=W * k, counts=s,
+    W, alpha, info = solve_hinge_l1(problem.Mr.D, problem.Yr, reg, tol, warm_start=W, counts=s,
                                     state=problem.cache.get("hinge"), max_rounds=max_iter)
-    W /= k
     problem.cache["hinge"] = info["state"]
     if verbose:
         print(f"hinge LP: primal {info['primal']:.10g} dual {info['dual']:.10g} gap {info['gap']:.3e} "
@@ -287,20 +278,10 @@ def _solve_fast_hinge(problem: Problem, reg, tol, max_iter, W, verbose):
     return W, U, max(info["output_rounds"])
 
 
-def lp_scale_of(M: DesignMatrix) -> float:
-    """``hinge_programs.lp_scale`` of the whole matrix: 1, or the power of two nearest to max |D|
-    when that lies outside the range HiGHS handles."""
-    top = _max_abs(M)
-    if top == 0.0 or 1.0 / LP_SCALE_LIMIT <= top <= LP_SCALE_LIMIT:
-        return 1.0
-    return float(2.0 ** np.round(np.log2(top)))
-
-
 def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
     """The working-set loop on the reduced rows: (W, primal, dual, dual point, iterations), the
     certificate of the reduced rows (the same problem)."""
     M, Y, fit, pen = problem.Mr, problem.Yr, problem.fit_r, problem.pen
-    C = Y.shape[1]
     col_norms = M.column_norms
     tracker = DualTracker(fit, pen, reg, Y)
     alpha = None  # multipliers of the last exact (conic) working-set solve
@@ -335,10 +316,9 @@ def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
         X = M.columns(ws)
-        if exact:  # with one output, a row-group norm is the absolute value: an LP either way
-            form = "lp" if C == 1 else pen.conic
+        if exact:  # hinge + group L1 with several outputs (the LP cases go to ``hinge_fast``)
             weights = None if problem.reduction is None else problem.reduction.weights
-            W_ws, alpha = (hinge_lp if form == "lp" else hinge_socp)(X, Y, reg, weights)
+            W_ws, alpha = hinge_socp(X, Y, reg, weights)
         else:
             # solved to a fraction of the current gap (or to the final tolerance once the working
             # set is everything)
