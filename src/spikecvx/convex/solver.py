@@ -172,7 +172,7 @@ def solve(
                 ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
-        X = M.columns(ws)
+        X = M.columns(ws, compact=not exact)  # the smooth solver takes a uint8 D as it is
         if exact:  # with one output, a row-group norm is the absolute value: an LP either way
             form = "lp" if C == 1 else pen.conic
             W_ws, alpha = (hinge_lp if form == "lp" else hinge_socp)(X, Y, reg)
