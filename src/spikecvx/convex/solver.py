@@ -315,7 +315,7 @@ def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
                 ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
-        X = M.columns(ws)
+        X = M.columns(ws, compact=not exact)  # the smooth solver takes a uint8 D as it is
         if exact:  # hinge + group L1 with several outputs (the LP cases go to ``hinge_fast``)
             weights = None if problem.reduction is None else problem.reduction.weights
             W_ws, alpha = hinge_socp(X, Y, reg, weights)
@@ -324,8 +324,8 @@ def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
             # set is everything)
             sub_tol = (FINAL_SUB_TOL_FRACTION * tol * max(1.0, abs(primal)) if ws_size == M.p
                        else SUB_TOL_FRACTION * gap)
-            if problem.row_scale is not None:
-                X *= problem.row_scale[:, None]
+            if problem.row_scale is not None:  # weighted rows: a float copy of the working set
+                X = X * problem.row_scale[:, None]
             W_ws = prox_newton(X, Y, W[ws], problem.inner, pen, reg, sub_tol)
         W = np.zeros_like(W)
         W[ws] = W_ws
