@@ -125,3 +125,104 @@ def test_snntorch_rleaky_reset_to_zero_drops_the_input():
     spk, mem = lif(torch.tensor([[0.5]]), spk, mem)
     _, u = lif_scan(torch.tensor([[[2.0], [0.5]]]), 0.9, reset="zero", recurrent=torch.zeros(1, 1))
     assert float(mem.detach()) == 0.0 and float(u[0, 1, 0]) == 0.5
+
+
+# ---------------------------------------------------------------- network, dictionary, witnesses
+def test_recurrent_option_adds_only_the_recurrent_weights():
+    plain, rec = _net(recurrent=False), _net()
+    assert sorted(plain.state_dict()) == ["hidden.0", "hidden.1", "readout_weight"]
+    assert [tuple(p.shape) for p in rec.recurrent_weights] == [(2, 8, 8), (2, 6, 6)]
+    assert rec.recurrent_shapes == [(2, 8, 8), (2, 6, 6)] and len(plain.recurrent_weights) == 0
+    assert all(torch.equal(a, b) for a, b in zip(plain.hidden, rec.hidden))  # drawn after them
+    assert rec.config()["recurrent"] is True and plain.config()["recurrent"] is False
+    for bad in ("yes", 1, None):
+        with pytest.raises(TypeError, match="recurrent"):
+            _net(recurrent=bad)
+    with pytest.raises(ValueError, match="recurrent must have shape"):
+        lif_scan(torch.randn(2, 3, 6), recurrent=torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="recurrent must have shape"):
+        lif_scan(torch.randn(2, 3, 6), recurrent=torch.zeros(4, 3, 3))
+    with pytest.raises(TypeError, match="recurrent must have the dtype"):
+        lif_scan(torch.randn(2, 3, 6), recurrent=torch.zeros(6, 6, dtype=torch.float64))
+
+
+def test_zero_recurrent_weights_give_the_feed_forward_network():
+    rec = _net(reset="zero", readout="membrane", readout_bias=0.2)
+    plain = _net(recurrent=False, reset="zero", readout="membrane", readout_bias=0.2)
+    with torch.no_grad():
+        for w in rec.recurrent_weights:
+            w.zero_()
+    x = torch.randn(7, 9, 3) * 2
+    for a, b in zip(rec.hidden_states(x), plain.hidden_states(x)):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("readout", ["membrane", "spike"])
+@pytest.mark.parametrize("readout_at", ["last", "every"])
+@pytest.mark.parametrize("reset,dtype", [("subtract", torch.float32), ("zero", torch.float64)])
+def test_recurrent_dictionary_equals_plain_forward(readout, readout_at, reset, dtype):
+    """The dictionary's compiled fast path (batches, time chunks) equals the plain forward: the
+    autograd scan, the no-grad scan and the torch scan of other devices."""
+    import spikecvx.snn.lif as lif
+    import spikecvx.snn.network as network
+
+    net = _net(readout=readout, readout_at=readout_at, reset=reset, dtype=dtype, readout_bias=0.3)
+    sample_witnesses(net, "standard", 1.0, seed=2, recurrent_scale=0.5)
+    x = torch.randn(37, 9, 3, dtype=dtype) * 2
+    full = net.features(x).detach().to(torch.uint8).reshape(-1, 12).numpy()
+    with torch.no_grad():
+        assert np.array_equal(net.features(x).to(torch.uint8).reshape(-1, 12).numpy(), full)
+    for batch_size, time_chunk in [(5, 4), (1, 1), (37, None), (None, 2)]:
+        D = spike_dictionary(net, x, batch_size=batch_size, time_chunk=time_chunk)
+        assert np.array_equal(D.matrix, full), (batch_size, time_chunk)
+    assert 0 < full.mean() < 1
+    torch_path = pytest.MonkeyPatch()
+    for module in (lif, network):  # the torch scan, as on other devices
+        torch_path.setattr(module, "KERNEL_DTYPES", ())
+    try:
+        assert np.array_equal(spike_dictionary(net, x, batch_size=6, time_chunk=4).matrix, full)
+    finally:
+        torch_path.undo()
+    plain = ParallelSNN(**(net.config() | dict(recurrent=False)), dtype=dtype)
+    transfer = sample_witnesses(plain, "standard", 1.0, seed=2)
+    assert not np.array_equal(spike_dictionary(transfer, x).matrix, full)
+
+
+def test_step_by_step_equals_forward():
+    net = _net(readout_at="every")
+    with torch.no_grad():
+        net.readout_weight.normal_()
+        x = torch.randn(4, 8, 3)
+        state, outs = None, []
+        for t in range(8):
+            o, state = net.step(x[:, t], state)
+            outs.append(o)
+        assert torch.equal(torch.stack(outs, 1), net(x))
+
+
+@pytest.mark.parametrize("kind", ["standard", "normalized", "orthogonal"])
+def test_recurrent_witnesses(kind):
+    net = sample_witnesses(_net(), kind, 2.0, seed=4, recurrent_scale=0.25)
+    again = sample_witnesses(_net(seed=9), kind, 2.0, seed=4, recurrent_scale=0.25)
+    plain = sample_witnesses(_net(recurrent=False), kind, 2.0, seed=4)
+    assert all(torch.equal(a, b) for a, b in zip(net.recurrent_weights, again.recurrent_weights))
+    assert all(torch.equal(a, b) for a, b in zip(net.hidden, plain.hidden))
+    unit = sample_witnesses(_net(), kind, 1.0, seed=4)
+    for v, u in zip(net.recurrent_weights, unit.recurrent_weights):
+        assert torch.allclose(v, u * 0.5)
+        if kind != "standard":  # unit-norm incoming weights per neuron, as for the feed-forward
+            assert torch.allclose(u.double().norm(dim=1), torch.ones(2, u.shape[2], dtype=torch.float64),
+                                  atol=1e-5)
+    off = sample_witnesses(_net(), kind, 1.0, seed=4, recurrent_scale=0.0)
+    assert all(not w.any() for w in off.recurrent_weights)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="recurrent_scale"):
+            sample_witnesses(_net(), kind, 1.0, seed=4, recurrent_scale=bad)
+
+
+def test_transfer_witnesses_copies_recurrent_weights():
+    src, dst = _net(seed=1), _net(seed=2)
+    transfer_witnesses(src, dst)
+    assert all(torch.equal(a, b) for a, b in zip(src.recurrent_weights, dst.recurrent_weights))
+    with pytest.raises(ValueError, match="recurrent"):
+        transfer_witnesses(src, _net(recurrent=False))
