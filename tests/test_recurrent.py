@@ -226,3 +226,96 @@ def test_transfer_witnesses_copies_recurrent_weights():
     assert all(torch.equal(a, b) for a, b in zip(src.recurrent_weights, dst.recurrent_weights))
     with pytest.raises(ValueError, match="recurrent"):
         transfer_witnesses(src, _net(recurrent=False))
+
+
+# ---------------------------------------------------------------- pruning, training, checkpoints
+@pytest.mark.parametrize("layers", [2, 3])
+def test_reconstruction_of_a_recurrent_network_is_exact(layers):
+    """Pruning keeps every neuron that feeds a kept one: with dense feedback whole branches,
+    with sparse feedback fewer; the outputs are D @ coef either way."""
+    from spikecvx.convex import reg_max, solve
+    from spikecvx.tasks import first_last_xor
+    from spikecvx.train import reconstruct
+
+    X, y = first_last_xor(200, 5, seed=0)
+    net = _net(d_in=2, n_out=1, layers=layers, width=20, last_width=40)
+    sample_witnesses(net, seed=1, recurrent_scale=0.3)
+    for sparse in (False, True):
+        if sparse:  # feedback only among the first 3 neurons of each branch
+            with torch.no_grad():
+                net.recurrent_weights[-1][:, 3:, :] = 0
+                net.recurrent_weights[-1][:, :, 3:] = 0
+        D = spike_dictionary(net, X, dedup=True)
+        res = solve(D.matrix, y, "hinge", reg=reg_max(D.matrix, y, "hinge") / 20)
+        coef = D.neuron_weights(res.coef)
+        pruned = reconstruct(net, res, D)
+        with torch.no_grad():
+            out = pruned(torch.as_tensor(X)).double().numpy()[:, 0]
+        assert np.allclose(out, D.matrix.astype(float) @ res.coef, atol=1e-5)
+        used = np.count_nonzero(coef.reshape(2, 20), axis=1).max()
+        if sparse:
+            assert used <= pruned.last_width // 2 < 20
+        else:
+            assert pruned.last_width == net.last_width and used < 20
+    with pytest.raises(ValueError, match="repeat"):
+        net.with_last_neurons(np.array([[0, 0], [1, 2]]))
+
+
+def test_with_last_neurons_keeps_the_recurrent_closure_in_order():
+    net = _net(layers=2, branches=1, last_width=6)
+    with torch.no_grad():
+        v = torch.zeros(6, 6)
+        v[4, 1] = 0.7  # 4 -> 1 -> 5: keeping 5 needs 1 and 4; 2 is padding for branch widths
+        v[1, 5] = -0.3
+        v[3, 3] = 0.5
+        net.recurrent_weights[0].copy_(v[None])
+        net.readout_weight.copy_(torch.arange(6.0)[:, None].repeat(1, 2))
+    out = net.with_last_neurons(np.array([[5]]))
+    assert out.last_width == 3
+    assert torch.equal(out.readout_weight[:, 0], torch.tensor([0.0, 0.0, 5.0]))
+    assert torch.equal(out.recurrent_weights[0][0], v[[1, 4, 5]][:, [1, 4, 5]])
+    x = torch.randn(9, 12, 3) * 2
+    with torch.no_grad():
+        assert torch.equal(out.features(x)[:, 2], net.features(x)[:, 5])
+
+
+def test_sg_training_learns_the_recurrent_weights():
+    """A few surrogate-gradient steps (train_sg as it stands) change the recurrent weights and
+    lower the loss on a task that needs memory (first-last XOR)."""
+    from spikecvx.tasks import first_last_xor
+    from spikecvx.train import train_sg
+    from spikecvx.train.sg import sg_init
+
+    X, y = first_last_xor(128, 6, seed=0)
+    Xv, yv = first_last_xor(64, 6, seed=1)
+    net = sg_init(_net(d_in=2, n_out=1, width=16, last_width=16, beta=0.9), seed=0)
+    with torch.no_grad():
+        for v in net.recurrent_weights:
+            v.mul_(0.25)
+    start = [v.detach().clone() for v in net.recurrent_weights]
+    def val_loss(model):  # the logistic loss SG trains a +-1 hinge head with
+        with torch.no_grad():
+            out = model(torch.as_tensor(Xv))[:, 0].double()
+        return float(torch.nn.functional.softplus(-torch.as_tensor(yv) * out).mean())
+
+    trained, report = train_sg(net, X, y, Xv, yv, lrs=(1e-2,), epochs=15, batch_size=32, patience=15)
+    assert val_loss(trained) == pytest.approx(report.sg.val_loss, rel=1e-5)
+    assert val_loss(trained) < val_loss(net) - 0.05
+    assert trained.recurrent
+    for a, b in zip(start, trained.recurrent_weights):
+        assert not torch.equal(a, b.detach())
+    assert all(torch.equal(a, b) for a, b in zip(start, net.recurrent_weights))  # input untouched
+
+
+def test_checkpoint_round_trip_of_a_recurrent_network(tmp_path):
+    from spikecvx.interop import load_network, save_network
+
+    net = _net(readout_at="every")
+    with torch.no_grad():
+        net.readout_weight.normal_()
+    back, _ = load_network(save_network(net, tmp_path / "rec.pt"))
+    assert back.recurrent and back.config() == net.config()
+    assert all(torch.equal(a, b) for a, b in zip(net.recurrent_weights, back.recurrent_weights))
+    x = torch.randn(4, 5, 3)
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
