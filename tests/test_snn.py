@@ -329,7 +329,8 @@ _SNN_ARGS = dict(  # valid and refused values of every constructor argument
     reset=["subtract", "zero", "none", 1], readout=["membrane", "spike", "both", None],
     readout_at=["last", "every", "first"],
     readout_bias=[0.0, -0.3, 1e30, float("nan"), -float("inf"), 1j, "0"],
-    surrogate=["atan", "sigmoid", "tanh"], recurrent=[False, True, 1, "yes"], seed=[None, 0, 7, -1, 1.5, 2**64],
+    surrogate=["atan", "sigmoid", "tanh"], recurrent=[False, True, 1, "yes"],
+    seed=[None, 0, 7, -1, 1.5, 2**64],
     dtype=[torch.float32, torch.float64, torch.float16, torch.int64, "float32", np.float32],
     device=[None, "cpu", torch.device("cpu"), "nowhere", 0],
 )

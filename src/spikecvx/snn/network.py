@@ -4,8 +4,9 @@ The K branches run as one batched operation: layer weights are stored as (K, fan
 tensors (the first layer, which every branch shares the input of, as one (d_in, width) matrix).
 Each layer's input currents for all time steps come from one matrix product; only the LIF scan
 loops over time. Recurrent layers (``recurrent=True``) also hold one (K, width/K, width/K)
-matrix each: every branch's neurons feed their previous step's spikes back to the branch. Only this module knows that layout: other layers use ``layer_widths``,
-``layer_shapes``, ``write_features``, ``with_last_neurons`` and ``last_incoming_norms``.
+matrix each: every branch's neurons feed their previous step's spikes back to the branch.
+Only this module knows that layout: other layers use ``layer_widths``, ``layer_shapes``,
+``recurrent_shapes``, ``write_features``, ``with_last_neurons`` and ``last_incoming_norms``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_bool, check_choice, check_device, check_int, check_positive, check_real, check_real_array
+from .._validation import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_int,
+    check_positive,
+    check_real,
+    check_real_array,
+)
 from ._lif_kernel import FEATURE_MEMBRANE, FEATURE_SPIKE, run_kernel
 from .lif import KERNEL_DTYPES, RESETS, beta_vector, check_beta, check_time_dim, cpu_state, lif_scan
 from .surrogate import SURROGATE_GRADS, spike
