@@ -213,6 +213,10 @@ def test_recurrent_witnesses(kind):
         if kind != "standard":  # unit-norm incoming weights per neuron, as for the feed-forward
             assert torch.allclose(u.double().norm(dim=1), torch.ones(2, u.shape[2], dtype=torch.float64),
                                   atol=1e-5)
+    wide = sample_witnesses(_net(width=240, last_width=240), kind, 1.0, seed=4, recurrent_scale=0.8)
+    for v in wide.recurrent_weights:  # recurrent_scale is about the spectral radius
+        radius = torch.linalg.eigvals(v.double()).abs().max(dim=1).values
+        assert torch.allclose(radius, torch.full((2,), 0.8, dtype=torch.float64), rtol=0.15)
     off = sample_witnesses(_net(), kind, 1.0, seed=4, recurrent_scale=0.0)
     assert all(not w.any() for w in off.recurrent_weights)
     for bad in (-1.0, float("nan")):

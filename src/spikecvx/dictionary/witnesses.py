@@ -8,6 +8,8 @@ same witnesses whether or not a recurrent one was drawn from the same seed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._validation import check_choice, check_int, check_positive
@@ -42,9 +44,10 @@ def sample_witnesses(
     ``witness``: "standard" N(0, 1), "normalized" (unit-norm incoming weights per neuron) or
     "orthogonal"; every draw is multiplied by ``witness_scale``. The recurrent weights of a
     recurrent network (each (width/K, width/K) per branch, rows the sources) are drawn of the
-    same kind and multiplied by ``witness_scale * recurrent_scale``: at the default 1 a layer's
-    own spikes weigh on it as much as a feed-forward layer of its width would (see
-    docs/design/recurrent.md); 0 gives a recurrent network without feedback.
+    same kind, "standard" ones divided by sqrt(width/K) so that every kind has spectral radius
+    about 1, and multiplied by ``witness_scale * recurrent_scale``: ``recurrent_scale`` is about
+    the spectral radius of the feedback, whatever the width (see docs/design/recurrent.md); 0
+    gives a recurrent network without feedback.
     """
     if not isinstance(net, ParallelSNN):
         raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
@@ -57,7 +60,10 @@ def sample_witnesses(
         for p, shape in zip(net.hidden, net.layer_shapes):
             p.copy_(_draw(shape, witness, gen) * witness_scale)
         for p, shape in zip(net.recurrent_weights, net.recurrent_shapes if net.recurrent else []):
-            p.copy_(_draw(shape, witness, gen) * (witness_scale * recurrent_scale))
+            v = _draw(shape, witness, gen)
+            if witness == "standard":  # N(0, 1/n) entries: spectral radius about 1 (circular law)
+                v = v / math.sqrt(shape[-1])
+            p.copy_(v * (witness_scale * recurrent_scale))
     return net
 
 
