@@ -183,9 +183,9 @@ def test_recurrent_dictionary_equals_plain_forward(readout, readout_at, reset, d
         assert np.array_equal(spike_dictionary(net, x, batch_size=6, time_chunk=4).matrix, full)
     finally:
         torch_path.undo()
-    plain = ParallelSNN(**(net.config() | dict(recurrent=False)), dtype=dtype)
-    transfer = sample_witnesses(plain, "standard", 1.0, seed=2)
-    assert not np.array_equal(spike_dictionary(transfer, x).matrix, full)
+    plain = sample_witnesses(ParallelSNN(**(net.config() | dict(recurrent=False)), dtype=dtype),
+                             "standard", 1.0, seed=2)  # the same feed-forward weights, no feedback
+    assert not np.array_equal(spike_dictionary(plain, x).matrix, full)
 
 
 def test_step_by_step_equals_forward():
