@@ -133,3 +133,61 @@ def test_shard_ranges_cover_the_rows_once(n, world):
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
     sizes = [b - a for a, b in ranges]
     assert max(sizes) - min(sizes) <= 1
+
+
+# ---------------------------------------------------------------- SG with DistributedDataParallel
+
+def _sg_data(n=24, n_val=10):
+    from spikecvx.tasks import first_last_xor
+
+    X, y = first_last_xor(n + n_val, 5, seed=0)
+    return X[:n], y[:n], X[n:], y[n:]
+
+
+def _sg_net():
+    from spikecvx.train.sg import sg_init
+
+    net = ParallelSNN(2, 1, layers=2, branches=2, width=8, last_width=12, seed=1, dtype=torch.float64)
+    return sg_init(net, seed=1)
+
+
+# uneven shards, some empty (rank 1 of 3 has no rows at all)
+SG_SHARDS = {2: [np.arange(0, 17), np.arange(17, 24)],
+             3: [np.arange(0, 3), np.arange(3, 3), np.arange(3, 24)]}
+VAL_SHARDS = {2: [np.arange(0, 4), np.arange(4, 10)],
+              3: [np.arange(0, 10), np.arange(10, 10), np.arange(10, 10)]}
+
+
+def _sg_rank(r, w, batch_size):
+    from spikecvx.train.sg import train_sg
+
+    X, y, Xv, yv = _sg_data()
+    tr, va = SG_SHARDS[w][r], VAL_SHARDS[w][r]
+    net, rep = train_sg(_sg_net(), X[tr], y[tr], Xv[va], yv[va], lrs=(1e-2,), epochs=4, patience=10,
+                        batch_size=batch_size, path_norm_reg=1e-3, distributed=True)
+    return {k: v.detach().numpy() for k, v in net.state_dict().items()}, rep.sg.runs[0].history
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ddp_full_batch_equals_one_process_on_the_concatenated_rows(world):
+    from spikecvx.train.sg import train_sg
+
+    res = run_ranks(_sg_rank, world, None)
+    X, y, Xv, yv = _sg_data()
+    ref, rep = train_sg(_sg_net(), X, y, Xv, yv, lrs=(1e-2,), epochs=4, patience=10, path_norm_reg=1e-3)
+    start = _sg_net().state_dict()
+    for state, history in res:
+        np.testing.assert_allclose(history, rep.sg.runs[0].history, rtol=1e-10)
+        for k, v in ref.state_dict().items():
+            assert not np.allclose(v.numpy(), start[k].numpy())  # the weights did move
+            np.testing.assert_allclose(state[k], v.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_ddp_mini_batches_keep_the_ranks_identical():
+    res = run_ranks(_sg_rank, 3, 5)
+    (s0, h0), *others = res
+    assert len(h0) == 4 and np.all(np.isfinite(h0))
+    for state, history in others:
+        assert history == h0
+        for k in s0:
+            np.testing.assert_array_equal(state[k], s0[k])
