@@ -14,6 +14,7 @@ instead of leaving them waiting.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 
 import numpy as np
@@ -30,6 +31,12 @@ __all__ = ["Communicator", "DistributedError", "communicator", "env_world_size",
 
 class DistributedError(RuntimeError):
     """A collective failed: another rank stopped or the group's timeout ran out."""
+
+
+def _short(err: BaseException) -> str:
+    """The first sentence of a backend error, without its source-file prefix."""
+    text = re.sub(r"\[[^\]]*\.(cc|cpp|h|hpp):\d+\]\s*", "", " ".join(str(err).split()))
+    return text.split(". ")[0][:200]
 
 
 def _check_group(distributed):
@@ -76,9 +83,8 @@ class Communicator:
         try:
             return fn(*args, group=self.group, **kwargs)
         except (RuntimeError, dist.DistBackendError) as err:
-            detail = " ".join(str(err).split())[:300]
-            raise DistributedError(f"rank {self.rank}: {name} failed (another rank stopped or the "
-                                   f"timeout ran out): {detail}") from None
+            raise DistributedError(f"rank {self.rank}: {name} failed, another rank stopped or the "
+                                   f"timeout ran out ({_short(err)})") from None
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         array = np.ascontiguousarray(array)
