@@ -6,7 +6,8 @@ Newton steps; ``coupled`` says whether the per-sample Hessian couples the output
 does), its Fenchel conjugate, from which a feasible dual point gives the lower bound of the
 duality gap, and which working-set subproblem solves it (``subproblem``: "prox_newton" for the
 smooth losses, "conic" for the hinge losses, solved exactly as linear or second-order cone
-programs). Everything is float64 numpy; nothing here knows about spikes.
+programs). ``Datafit.weighted`` gives the same datafit under sample weights. Everything is
+float64 numpy; nothing here knows about spikes.
 
 Dual of min_W F(DW) + reg * Omega(W):  max_U -F*(U) - (reg Omega)*(-D^T U); for a norm Omega
 the second term is the constraint Omega_dual(D^T U) <= reg. A gradient U = grad F(Z) becomes
@@ -24,10 +25,16 @@ from .._validation import check_real_array
 # Per-sample curvature floor of the quadratic model: keeps coordinate steps finite where a
 # logistic sample is fitted so well that its curvature underflows.
 _MIN_SAMPLE_CURVATURE = 1e-10
+# Rounding slack of the domain tests: a dual point rescaled by sample weights (U_i / s_i) lands
+# on the boundary of the conjugate's domain only up to rounding; the conjugates project onto it.
+_DOMAIN_TOL = 1e-12
 
 
 class Datafit:
-    """Base class. Subclasses set ``name`` and implement the per-sample pieces."""
+    """Base class. Subclasses set ``name`` and implement the per-sample pieces: ``losses``,
+    ``grad_hess``, ``sample_conjugates`` and ``sample_in_domain``; the (1/n)-scaled objective,
+    its gradient and its conjugate follow from them here, and ``weighted`` gives the same
+    datafit under sample weights."""
 
     name = ""
     smooth = True
@@ -40,20 +47,46 @@ class Datafit:
         """Validate labels and return (Y as float64 (n, C), classes or None)."""
         raise NotImplementedError
 
+    def losses(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """Per-sample losses loss(y_i, Z_i), (n,)."""
+        raise NotImplementedError
+
     def values(self, Z: np.ndarray, Y: np.ndarray) -> float:
         """sum_i loss(y_i, Z_i) (not divided by n)."""
-        raise NotImplementedError
+        return float(np.sum(self.losses(Z, Y)))
 
     def grad_hess(self, Z, Y):
         """Per-sample gradient and diagonal curvature of the loss at Z, both (n, C)."""
         raise NotImplementedError
 
-    def conjugate(self, U: np.ndarray, Y: np.ndarray) -> float:
-        """F*(U) for F(Z) = (1/n) sum_i loss(y_i, Z_i); U must lie in its domain."""
+    def sample_conjugates(self, V: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """Per-sample conjugates loss_i*(V_i), (n,), for V inside their domain (``sample_in_domain``)."""
         raise NotImplementedError
+
+    def sample_in_domain(self, V: np.ndarray, Y: np.ndarray) -> bool:
+        """Whether every loss_i*(V_i) is finite."""
+        return True
+
+    def sample_direction(self, Z, Y, multipliers: np.ndarray | None = None) -> np.ndarray:
+        """Per-sample gradient of the loss at Z (for the hinge: -y alpha with the given multipliers)."""
+        return self.grad_hess(Z, Y)[0]
 
     def value(self, Z, Y) -> float:
         return self.values(Z, Y) / Z.shape[0]
+
+    def conjugate(self, U: np.ndarray, Y: np.ndarray) -> float:
+        """F*(U) for F(Z) = (1/n) sum_i loss(y_i, Z_i); U must lie in its domain."""
+        n = U.shape[0]
+        return float(np.sum(self.sample_conjugates(n * U, Y))) / n
+
+    def in_domain(self, U, Y) -> bool:
+        """Whether F*(U) is finite (U may be an extrapolated, not a scaled, gradient)."""
+        return self.sample_in_domain(U.shape[0] * U, Y)
+
+    def dual_direction(self, Z, Y, multipliers: np.ndarray | None = None) -> np.ndarray:
+        """grad F(Z) = per-sample gradient / n: the dual candidate before scaling.
+        ``multipliers`` (from an exact conic subproblem) are used by the non-smooth datafits."""
+        return self.sample_direction(Z, Y, multipliers) / Z.shape[0]
 
     def model_curvature(self, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
         """What the coordinate-descent kernel takes as curvature: the diagonal H, floored (for a
@@ -68,14 +101,9 @@ class Datafit:
         """Validation score of predictions (larger is better): accuracy for classifiers."""
         return float(np.mean(pred == np.asarray(y)))
 
-    def in_domain(self, U, Y) -> bool:
-        """Whether F*(U) is finite (U may be an extrapolated, not a scaled, gradient)."""
-        return True
-
-    def dual_direction(self, Z, Y, multipliers: np.ndarray | None = None) -> np.ndarray:
-        """grad F(Z) = per-sample gradient / n: the dual candidate before scaling.
-        ``multipliers`` (from an exact conic subproblem) are used by the non-smooth datafits."""
-        return self.grad_hess(Z, Y)[0] / Z.shape[0]
+    def weighted(self, weights: np.ndarray, row_scale: np.ndarray | None = None) -> WeightedDatafit:
+        """This datafit under sample weights (see ``WeightedDatafit``)."""
+        return WeightedDatafit(self, weights, row_scale)
 
 
 def _sign_predict(Z, classes):
@@ -131,15 +159,14 @@ class Squared(Datafit):
             raise ValueError(f"y must be (n,) or (n, C) for the squared loss, got shape {Y.shape}")
         return Y, None
 
-    def values(self, Z, Y):
-        return 0.5 * float(np.sum((Z - Y) ** 2))
+    def losses(self, Z, Y):
+        return 0.5 * np.sum((Z - Y) ** 2, axis=1)
 
     def grad_hess(self, Z, Y):
         return Z - Y, np.ones_like(Z)
 
-    def conjugate(self, U, Y):
-        n = U.shape[0]
-        return 0.5 * n * float(np.sum(U * U)) + float(np.sum(U * Y))
+    def sample_conjugates(self, V, Y):
+        return np.sum(0.5 * V * V + V * Y, axis=1)
 
     def predict(self, Z, classes):
         return Z
@@ -161,23 +188,23 @@ class Hinge(Datafit):
     def encode(self, y):
         return _binary_pm1(y), None
 
-    def values(self, Z, Y):
-        return float(np.sum(np.maximum(0.0, 1.0 - Y * Z)))
+    def losses(self, Z, Y):
+        return np.sum(np.maximum(0.0, 1.0 - Y * Z), axis=1)
 
-    def dual_direction(self, Z, Y, multipliers: np.ndarray | None = None):
-        """-y alpha / n with alpha the LP multipliers, or the hinge subgradient (1 below the
+    def sample_direction(self, Z, Y, multipliers: np.ndarray | None = None):
+        """-y alpha with alpha the LP multipliers, or the hinge subgradient (alpha = 1 below the
         margin, 0 above) when none are given."""
         alpha = multipliers
         if alpha is None:
             alpha = (Y * Z < 1.0).astype(np.float64)
-        return -Y * alpha / Z.shape[0]
+        return -Y * alpha
 
-    def conjugate(self, U, Y):
-        return float(np.sum(U * Y))  # alpha = -n U y in [0, 1]; F* = -sum(alpha) / n
+    def sample_conjugates(self, V, Y):
+        return -np.sum(np.clip(-V * Y, 0.0, 1.0), axis=1)  # alpha = -v y in [0, 1]; loss* = -alpha
 
-    def in_domain(self, U, Y):
-        a = -U.shape[0] * U * Y
-        return bool(np.all((a >= 0) & (a <= 1)))
+    def sample_in_domain(self, V, Y):
+        a = -V * Y
+        return bool(np.all((a >= -_DOMAIN_TOL) & (a <= 1 + _DOMAIN_TOL)))
 
 
 class HingeOVR(Hinge):
@@ -205,18 +232,18 @@ class Logistic(Datafit):
     def encode(self, y):
         return _binary_pm1(y), None
 
-    def values(self, Z, Y):
-        return float(np.sum(np.logaddexp(0.0, -Y * Z)))
+    def losses(self, Z, Y):
+        return np.sum(np.logaddexp(0.0, -Y * Z), axis=1)
 
     def grad_hess(self, Z, Y):
         s = expit(-Y * Z)
         return -Y * s, s * (1.0 - s)
 
-    in_domain = Hinge.in_domain
+    sample_in_domain = Hinge.sample_in_domain
 
-    def conjugate(self, U, Y):
-        a = np.clip(-U.shape[0] * U * Y, 0.0, 1.0)
-        return float(np.sum(xlogy(a, a) + xlogy(1 - a, 1 - a))) / U.shape[0]
+    def sample_conjugates(self, V, Y):
+        a = np.clip(-V * Y, 0.0, 1.0)
+        return np.sum(xlogy(a, a) + xlogy(1 - a, 1 - a), axis=1)
 
 
 class Softmax(Datafit):
@@ -233,8 +260,8 @@ class Softmax(Datafit):
         Y[np.arange(len(idx)), idx] = 1.0
         return Y, classes
 
-    def values(self, Z, Y):
-        return float(np.sum(logsumexp(Z, axis=1)) - np.sum(Z * Y))
+    def losses(self, Z, Y):
+        return logsumexp(Z, axis=1) - np.sum(Z * Y, axis=1)
 
     @staticmethod
     def softmax_probs(Z):
@@ -248,13 +275,93 @@ class Softmax(Datafit):
         """The class probabilities p_i, from which the kernel forms diag(p_i) - p_i p_i^T."""
         return self.softmax_probs(Z)
 
-    def in_domain(self, U, Y):
-        P = U.shape[0] * U + Y
-        return bool(np.all(P >= 0) and np.allclose(P.sum(axis=1), 1.0, atol=1e-9))
+    def sample_in_domain(self, V, Y):
+        P = V + Y
+        return bool(np.all(P >= -_DOMAIN_TOL) and np.allclose(P.sum(axis=1), 1.0, atol=1e-9))
 
-    def conjugate(self, U, Y):
-        P = np.clip(U.shape[0] * U + Y, 0.0, 1.0)
-        return float(np.sum(xlogy(P, P))) / U.shape[0]
+    def sample_conjugates(self, V, Y):
+        P = np.clip(V + Y, 0.0, 1.0)
+        return np.sum(xlogy(P, P), axis=1)
+
+
+class WeightedDatafit:
+    """A datafit under sample weights:  F(Z) = sum_i s_i loss(y_i, Z_i / a_i).
+
+    ``weights`` s (n,) are non-negative and sum to 1 (scikit-learn's ``sample_weight``
+    normalised, so s_i = 1/n is the unweighted datafit). Every row sum here (value, gradient,
+    conjugate) is a plain sum of per-row terms times s_i, which is what a row-sharded solve
+    adds up across shards.
+
+    ``row_scale`` a (n,), for the proximal-Newton subproblem, where the rows of the working-set
+    matrix are multiplied by a_i = sqrt(n s_i): with scores Z = diag(a) X W the per-sample
+    gradient is a_i loss' and the per-sample curvature loss'' itself, so the quadratic model is
+    the unweighted one on the scaled rows (exact also for softmax's coupled Hessian). It needs
+    every s_i > 0. Without it (a = 1), the per-sample gradient and curvature are n s_i times the
+    loss's, and a coupled datafit is refused by ``model_curvature``.
+    """
+
+    def __init__(self, base: Datafit, weights: np.ndarray, row_scale: np.ndarray | None = None) -> None:
+        self.base = base
+        self.s = np.asarray(weights, dtype=np.float64)
+        self.a = None if row_scale is None else np.asarray(row_scale, dtype=np.float64)
+        self.pos = self.s > 0
+        self.all_pos = bool(self.pos.all())
+        for attr in ("name", "smooth", "subproblem", "coupled", "labels", "probabilistic"):
+            setattr(self, attr, getattr(base, attr))
+
+    def _unscaled(self, Z):
+        return Z if self.a is None else Z / self.a[:, None]
+
+    def encode(self, y):
+        return self.base.encode(y)
+
+    def predict(self, Z, classes):
+        return self.base.predict(Z, classes)
+
+    def score(self, pred, y):
+        return self.base.score(pred, y)
+
+    def value(self, Z, Y) -> float:
+        return float(self.s @ self.base.losses(self._unscaled(Z), Y))
+
+    def values(self, Z, Y) -> float:
+        return Z.shape[0] * self.value(Z, Y)
+
+    def grad_hess(self, Z, Y):
+        """Per-sample gradient and curvature in the (1/n)-scaled convention of ``Datafit``:
+        n times the derivatives of F with respect to Z_i."""
+        G, H = self.base.grad_hess(self._unscaled(Z), Y)
+        f = (Z.shape[0] * self.s)[:, None]
+        if self.a is None:
+            return f * G, f * H
+        a = self.a[:, None]
+        return (f / a) * G, (f / (a * a)) * H
+
+    def model_curvature(self, Z, H):
+        if self.base.coupled:
+            if self.a is None:
+                raise ValueError(f"the {self.name} curvature under weights needs row_scale")
+            return self.base.model_curvature(self._unscaled(Z), H)
+        return self.base.model_curvature(Z, H)
+
+    def dual_direction(self, Z, Y, multipliers: np.ndarray | None = None) -> np.ndarray:
+        """grad F(Z) = s_i / a_i times the per-sample gradient."""
+        f = self.s if self.a is None else self.s / self.a
+        return f[:, None] * self.base.sample_direction(self._unscaled(Z), Y, multipliers)
+
+    def _sample_duals(self, U):
+        """V_i = a_i U_i / s_i on the rows of positive weight (their conjugate's argument)."""
+        V = U[self.pos] / self.s[self.pos, None]
+        return V if self.a is None else V * self.a[self.pos, None]
+
+    def conjugate(self, U, Y) -> float:
+        """F*(U) = sum_i s_i loss_i*(a_i U_i / s_i) (rows of zero weight contribute 0)."""
+        return float(self.s[self.pos] @ self.base.sample_conjugates(self._sample_duals(U), Y[self.pos]))
+
+    def in_domain(self, U, Y) -> bool:
+        if not self.all_pos and np.any(U[~self.pos] != 0):
+            return False  # a row of zero weight has F_i* finite only at 0
+        return self.base.sample_in_domain(self._sample_duals(U), Y[self.pos])
 
 
 DATAFITS = {d.name: d for d in (Squared(), Hinge(), HingeOVR(), Logistic(), Softmax())}

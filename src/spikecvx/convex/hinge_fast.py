@@ -167,13 +167,15 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
         state: ``info["state"]`` of a previous call on the same D, Y, counts (a path): the LPs and
             their bases are reused.
         max_rounds: row-generation rounds per output (``converged`` says whether they sufficed).
-        max_add: most columns (dual rows) added per round, the most violated ones; fewer keep
-            the LP small, more save rounds.
+        max_add: most columns (dual rows) added per round in the first half of the rounds, the
+            most violated ones (fewer keep the LP small, more save rounds); in the second half
+            every violated column is added.
 
     Returns:
         (W (P, C), alpha (n, C) in [0, 1], info) where U = -Y * alpha * s, scaled by
         ``info["scale"]``, is the feasible dual point, and info also holds primal, dual, gap,
-        rel_gap, converged, rounds, pivots, time and the reusable ``state``.
+        rel_gap, converged, rounds (in all), output_rounds (per output), pivots, working_set,
+        time and the reusable ``state``.
     """
     t0 = time.perf_counter()
     M, Y, counts, warm_start = _check_inputs(D, Y, reg, tol, warm_start, counts)
@@ -193,6 +195,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     W = np.zeros((M.p, C))
     alpha_u = np.zeros((len(first), C))
     rounds = pivots = 0
+    output_rounds = []
     G_all = Du.rmatmul(Yu * s[:, None])  # D^T (y s): the dual constraint at alpha = 1
     for c in range(C):
         lp = state.lps[c]
@@ -225,17 +228,21 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
             bad = np.flatnonzero(viol > 1e-9 * reg)
             if len(bad) == 0 or r == max_rounds - 1:
                 break
-            if len(bad) > max_add:
+            # the most violated first; in the second half of the rounds every violated column, so
+            # that the rounds suffice (column generation with everything at once, as the
+            # working-set solver does)
+            if len(bad) > max_add and 2 * (r + 1) < max_rounds:
                 bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
             lp.add(np.sort(bad))
+        output_rounds.append(r + 1)
         W[lp.cols, c] = w_lp
         W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
         alpha_u[:, c] = a
 
     alpha = alpha_u[inverse]
     cert = certificate(M.D, Y, W, alpha, reg, counts)
-    info = dict(cert, converged=cert["rel_gap"] <= tol, rounds=rounds, pivots=pivots,
-                time=time.perf_counter() - t0, state=state,
+    info = dict(cert, converged=cert["rel_gap"] <= tol, rounds=rounds, output_rounds=output_rounds,
+                pivots=pivots, time=time.perf_counter() - t0, state=state,
                 working_set=[len(lp.cols) for lp in state.lps])
     return W, alpha, info
 

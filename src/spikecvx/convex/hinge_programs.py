@@ -32,8 +32,8 @@ def distinct_rows(X, Y):
     """Distinct (x_i, y_i) pairs of a working-set problem: (X_u, Y_u, counts, inverse).
 
     Identical samples have identical hinge terms, so an LP over the distinct pairs, each slack
-    costing count / n, has the same optimum with fewer rows; the multiplier of a pair is shared
-    equally by its samples (alpha_i = n mu / count, in [0, 1]), a valid dual for every sample.
+    costing the pair's summed weight, has the same optimum with fewer rows; the multiplier of a
+    pair is shared by its samples (alpha_i = mu / weight, in [0, 1]), a valid dual for every sample.
     Spike dictionaries repeat rows often (FIRST-LAST-XOR at T = 6 has at most 64 distinct
     inputs), and fewer working-set columns make more rows equal.
     """
@@ -43,22 +43,28 @@ def distinct_rows(X, Y):
     return X[first], Y[first], counts.astype(np.float64), inverse.ravel()
 
 
-def hinge_socp(X, Y, reg):
+def _pair_weights(n: int, weights, inverse, m: int) -> np.ndarray:
+    """Summed sample weights of the m distinct pairs (weights default to 1/n each)."""
+    s = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
+    return np.bincount(inverse, weights=s, minlength=m)
+
+
+def hinge_socp(X, Y, reg, weights=None):
     """Hinge + group L1 on a working set as a second-order cone program, solved by Clarabel.
 
     Variables: W (p x C), t (p) with ||W_j||_2 <= t_j, slacks xi (n x C) >= 0 with
-    xi_ic >= 1 - Y_ic x_i W_c; minimise (1/n) sum xi + reg * sum t. The multipliers z_ic of the
-    hinge rows lie in [0, 1/n] and give the dual alpha = n z. Identical samples are merged first
-    (``distinct_rows``).
+    xi_ic >= 1 - Y_ic x_i W_c; minimise sum_i s_i sum_c xi_ic + reg * sum t, with s the sample
+    ``weights`` (summing to 1; default 1/n). The multipliers z_ic of the hinge rows lie in
+    [0, s_i] and give the dual alpha = z / s. Identical samples are merged first (``distinct_rows``).
     """
     import clarabel
 
     scale = lp_scale(X)  # the same exact rescaling as ``hinge_lp``
     if scale != 1.0:
-        W, alpha = hinge_socp(X / scale, Y, reg / scale)
+        W, alpha = hinge_socp(X / scale, Y, reg / scale, weights)
         return W / scale, alpha
     n_all = X.shape[0]
-    X, Y, counts, inverse = distinct_rows(X, Y)
+    X, Y, _, inverse = distinct_rows(X, Y)
     n, p = X.shape
     C = Y.shape[1]
     nW, nxi = p * C, n * C
@@ -80,7 +86,8 @@ def hinge_socp(X, Y, reg):
     nvar = nW + p + nxi
     A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, nvar))
     b = np.concatenate([-np.ones(nxi), np.zeros(nxi + p * (C + 1))])
-    q = np.concatenate([np.zeros(nW), np.full(p, reg), np.repeat(counts / n_all, C)])
+    sw = _pair_weights(n_all, weights, inverse, n)
+    q = np.concatenate([np.zeros(nW), np.full(p, reg), np.repeat(sw, C)])
     cones = [clarabel.NonnegativeConeT(2 * nxi)] + [clarabel.SecondOrderConeT(C + 1)] * p
     settings = clarabel.DefaultSettings()
     settings.verbose = False
@@ -90,7 +97,7 @@ def hinge_socp(X, Y, reg):
         raise ValueError(f"Clarabel could not solve the hinge + group L1 program ({sol.status}) at "
                          f"reg={reg:.3g} with D's columns of up to {np.abs(X).max():.3g}; use a larger reg")
     W = np.asarray(sol.x[:nW]).reshape(p, C)
-    alpha = np.clip(n_all * np.asarray(sol.z[:nxi]).reshape(n, C) / counts[:, None], 0.0, 1.0)
+    alpha = np.clip(np.asarray(sol.z[:nxi]).reshape(n, C) / sw[:, None], 0.0, 1.0)
     return W, alpha[inverse]
 
 
@@ -124,11 +131,12 @@ def lp_method(p: int) -> str:
     return "ipm" if p >= IPM_MIN_COLUMNS else "simplex"
 
 
-def hinge_lp(X, Y, reg):
+def hinge_lp(X, Y, reg, weights=None):
     """Hinge + L1 on a working set as one LP per output column, solved exactly by HiGHS.
 
-    min (1/n) sum xi + reg * sum(w+ + w-)  s.t.  xi_i >= 1 - y_i x_i (w+ - w-),  w+, w-, xi >= 0.
-    The constraint multipliers mu_i in [0, 1/n] give the dual alpha_i = n mu_i. Identical samples
+    min sum_i s_i xi_i + reg * sum(w+ + w-)  s.t.  xi_i >= 1 - y_i x_i (w+ - w-),  w+, w-, xi >= 0,
+    with s the sample ``weights`` (summing to 1; default 1/n). The constraint multipliers
+    mu_i in [0, s_i] give the dual alpha_i = mu_i / s_i. Identical samples
     are merged first (``distinct_rows``). HiGHS is called through highspy; ``lp_method`` picks
     the algorithm by size (crossover after the interior point method gives a vertex, hence exact
     multipliers). Data far from unit scale are first rescaled by a power of two (``lp_scale``):
@@ -138,18 +146,19 @@ def hinge_lp(X, Y, reg):
 
     scale = lp_scale(X)
     if scale != 1.0:
-        W, alpha = hinge_lp(X / scale, Y, reg / scale)
+        W, alpha = hinge_lp(X / scale, Y, reg / scale, weights)
         return W / scale, alpha
     n_all = X.shape[0]
-    X, Y, counts, inverse = distinct_rows(X, Y)
+    X, Y, _, inverse = distinct_rows(X, Y)
     n, p = X.shape
+    sw = _pair_weights(n_all, weights, inverse, n)
     C = Y.shape[1]
     W = np.zeros((p, C))
     alpha = np.zeros((n, C))
     nv = 2 * p + n
     lp = highspy.HighsLp()  # everything but the constraint matrix is shared by the output columns
     lp.num_col_, lp.num_row_ = nv, n
-    lp.col_cost_ = np.concatenate([np.full(2 * p, reg), counts / n_all])
+    lp.col_cost_ = np.concatenate([np.full(2 * p, reg), sw])
     lp.col_lower_, lp.col_upper_ = np.zeros(nv), np.full(nv, highspy.kHighsInf)
     lp.row_lower_, lp.row_upper_ = np.full(n, -highspy.kHighsInf), -np.ones(n)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
@@ -173,5 +182,5 @@ def hinge_lp(X, Y, reg):
         sol = h.getSolution()
         x = np.asarray(sol.col_value)
         W[:, c] = x[:p] - x[p : 2 * p]
-        alpha[:, c] = np.clip(-n_all * np.asarray(sol.row_dual) / counts, 0.0, 1.0)
+        alpha[:, c] = np.clip(-np.asarray(sol.row_dual) / sw, 0.0, 1.0)
     return W, alpha[inverse]

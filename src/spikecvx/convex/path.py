@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,18 +13,18 @@ from .certificate import SolveResult
 from .datafits import DATAFITS
 from .matrix import DesignMatrix
 from .penalties import Penalty
-from .solver import reg_max, solve
+from .solver import check_solve_options, prepare, reg_max, solve_problem, warn_if_not_converged
 
 #: Default number of regularisation values of a path, used across the API.
 N_REGS = 8
 
 
 def reg_grid(D, y, loss: str = "squared", penalty: str | Penalty = "l1", n_regs: int = N_REGS,
-             min_ratio: float = 1e-3) -> np.ndarray:
+             min_ratio: float = 1e-3, sample_weight=None) -> np.ndarray:
     """Geometric grid of ``n_regs`` values from reg_max down to ``min_ratio * reg_max``."""
     n_regs = check_int("n_regs", n_regs)
     min_ratio = _check_min_ratio(min_ratio)
-    top = reg_max(D, y, loss, penalty)
+    top = reg_max(D, y, loss, penalty, sample_weight)
     if top == 0:
         raise ValueError("reg_max is 0 for this D and y: coef = 0 is optimal for every reg, there is no path")
     return top * np.geomspace(1.0, min_ratio, n_regs)
@@ -37,14 +38,38 @@ def _check_min_ratio(min_ratio) -> float:
 
 
 def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Sequence[float] | None = None,
-         n_regs: int = N_REGS, min_ratio: float = 1e-3, progress: bool = False,
-         **solve_kw) -> list[SolveResult]:
-    """Solve along decreasing ``regs`` (default: a geometric grid from reg_max), warm-starting each."""
+         n_regs: int = N_REGS, min_ratio: float = 1e-3, progress: bool = False, *,
+         tol: float = 1e-6, max_iter: int = 50, device: str | None = None, verbose: bool = False,
+         sample_weight=None, D_val=None, y_val=None, patience: int | None = None,
+         score: Callable[[SolveResult, object, object], float] | None = None) -> list[SolveResult]:
+    """Solve along decreasing ``regs`` (default: a geometric grid from reg_max), warm-starting each.
+
+    The problem is prepared once (weights checked, repeated rows merged) and every solve reuses
+    it; hinge + L1 solves also reuse the previous solve's linear programs and bases.
+    ``tol``, ``max_iter``, ``device``, ``verbose``, ``sample_weight``: as in ``solve``.
+
+    Early stopping: with ``patience`` (an int >= 1) and validation data ``D_val``, ``y_val``, the
+    path stops once ``score(result, D_val, y_val)`` (larger is better; default the datafit's
+    ``validation_score``) has not improved on its best for ``patience`` consecutive values; the
+    results up to there are returned (``select`` then picks among them). Off by default.
+    """
     check_bool("progress", progress)
     n_regs = check_int("n_regs", n_regs)
     min_ratio = _check_min_ratio(min_ratio)
+    tol, max_iter = check_solve_options(tol, max_iter, device, verbose)
+    if patience is not None:
+        patience = check_int("patience", patience)
+        if D_val is None or y_val is None:
+            raise ValueError("patience needs validation data: pass D_val and y_val")
+        score = validation_score if score is None else score
+        if not callable(score):
+            raise TypeError(f"score must be callable (result, D_val, y_val) -> float, "
+                            f"got {type(score).__name__}")
+    elif D_val is not None or y_val is not None:
+        raise ValueError("D_val and y_val are used for early stopping only: pass patience as well")
+    problem = prepare(D, y, loss, penalty, sample_weight)
     if regs is None:
-        regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio)
+        regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio, sample_weight)
     else:
         check_real_array("regs", regs)
         regs = np.asarray(regs, dtype=np.float64)
@@ -53,11 +78,21 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
         if np.any(regs <= 0):
             raise ValueError(f"regs must all be > 0, got {regs.min()!r}")
         regs = np.sort(regs)[::-1]
-    results, warm = [], None
+    results = []
+    W = np.zeros((problem.M.p, problem.Y.shape[1]))
+    best, since_best = -np.inf, 0
     for reg in tqdm(regs, desc=f"{loss} path", disable=not progress):
-        res = solve(D, y, loss, penalty, reg=float(reg), warm_start=warm, **solve_kw)
+        t0 = time.perf_counter()
+        res = solve_problem(problem, float(reg), tol, max_iter, W, verbose)
+        res.time = time.perf_counter() - t0
+        warn_if_not_converged(res, stacklevel=3)
         results.append(res)
-        warm = res.coef
+        W = res.coef.reshape(problem.M.p, -1)
+        if patience is not None:
+            value = float(score(res, D_val, y_val))
+            best, since_best = (value, 0) if value > best else (best, since_best + 1)
+            if since_best >= patience:
+                break
     return results
 
 

@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._validation import check_bool, check_choice, check_int, check_positive, check_real_array
 from .certificate import DualTracker, SolveResult
-from .datafits import DATAFITS
-from .hinge_programs import IPM_MIN_COLUMNS, hinge_lp, hinge_socp
+from .datafits import DATAFITS, Datafit, WeightedDatafit
+from .hinge_fast import solve_hinge_l1
+from .hinge_programs import IPM_MIN_COLUMNS, LP_SCALE_LIMIT, hinge_lp, hinge_socp
 from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
 from .prox_newton import prox_newton
+from .weights import RowReduction, check_sample_weight, reduce_rows
 
 LOSSES = tuple(DATAFITS)
 
@@ -49,7 +52,7 @@ FINAL_SUB_TOL_FRACTION = 0.5
 # Columns with a norm below this count as empty (they never enter the working set).
 MIN_COLUMN_NORM = 1e-12
 
-__all__ = ["LOSSES", "SolveResult", "reg_max", "solve"]
+__all__ = ["LOSSES", "Problem", "SolveResult", "prepare", "reg_max", "solve", "solve_problem"]
 
 
 def _check_problem(M: DesignMatrix, y, loss, penalty):
@@ -64,14 +67,65 @@ def _check_problem(M: DesignMatrix, y, loss, penalty):
     return fit, pen, Y, classes
 
 
-def reg_max(D, y, loss: str = "squared", penalty: str | Penalty = "l1") -> float:
+@dataclass
+class Problem:
+    """A validated problem and the rows the solver works on.
+
+    ``M``, ``Y``, ``fit``: the problem as given (``fit`` weighted when there are sample weights).
+    ``Mr``, ``Yr``, ``fit_r``: its rows after ``reduce_rows`` (zero weights dropped, repeated
+    (row, label) pairs merged), the same objective; ``inner`` is the datafit of the proximal-
+    Newton subproblem, whose working-set rows are multiplied by ``row_scale``. ``cache`` keeps
+    what a path reuses between its solves (the hinge LPs)."""
+
+    M: DesignMatrix
+    Y: np.ndarray
+    fit: Datafit | WeightedDatafit
+    pen: Penalty
+    classes: np.ndarray | None
+    squeeze: bool
+    reduction: RowReduction | None
+    Mr: DesignMatrix
+    Yr: np.ndarray
+    fit_r: Datafit | WeightedDatafit
+    inner: Datafit | WeightedDatafit
+    row_scale: np.ndarray | None
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def weights_r(self) -> np.ndarray:
+        """Normalised weights of the rows the solver works on."""
+        return np.full(self.Mr.n, 1.0 / self.Mr.n) if self.reduction is None else self.reduction.weights
+
+
+def prepare(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None,
+            merge: bool = True) -> Problem:
+    """Validate a problem and reduce its rows (``weights.reduce_rows``); ``solve`` and ``path``
+    start here."""
+    M = DesignMatrix(D)
+    fit, pen, Y, classes = _check_problem(M, y, loss, penalty)
+    s = check_sample_weight(sample_weight, M.n)
+    squeeze = Y.shape[1] == 1 and np.ndim(y) == 1  # binary losses take 1-D labels only
+    red = reduce_rows(M, Y, s, merge)
+    full_fit = fit if s is None else fit.weighted(s)
+    if red is None:
+        return Problem(M, Y, full_fit, pen, classes, squeeze, None, M, Y, fit, fit, None)
+    Mr = DesignMatrix(M.D[red.rows])
+    a = np.sqrt(len(red.rows) * red.weights)
+    return Problem(M, Y, full_fit, pen, classes, squeeze, red, Mr, Y[red.rows],
+                   fit.weighted(red.weights), fit.weighted(red.weights, a), a)
+
+
+def reg_max(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None) -> float:
     """The smallest reg for which W = 0 is optimal (exact), from the gradient of the loss at 0.
 
     It is 0 when W = 0 is optimal for every reg (e.g. y = 0 for the squared loss). Raises
-    ValueError when it is not finite in float64 (data too large).
+    ValueError when it is not finite in float64 (data too large). ``sample_weight`` as in ``solve``.
     """
     M = DesignMatrix(D)
     fit, pen, Y, _ = _check_problem(M, y, loss, penalty)
+    s = check_sample_weight(sample_weight, M.n)
+    if s is not None:
+        fit = fit.weighted(s)
     U0 = fit.dual_direction(np.zeros_like(Y), Y)
     with np.errstate(over="ignore", invalid="ignore"):
         top = pen.reg_max(M.rmatmul(U0))
@@ -97,6 +151,7 @@ def solve(
     warm_start: np.ndarray | None = None,
     device: str | None = None,
     verbose: bool = False,
+    sample_weight=None,
 ) -> SolveResult:
     """Solve the sparse GLM to relative duality gap ``tol`` and return the certificate.
 
@@ -111,34 +166,141 @@ def solve(
             The hinge losses take "l1" and "group_l1" only.
         reg: regularisation strength (> 0), in the (1/n)-scaled objective.
         tol: target for gap / max(1, |primal|).
-        max_iter: outer working-set iterations (>= 1).
+        max_iter: outer working-set iterations (>= 1); for the hinge + L1 linear program, rounds
+            of row generation per output.
         warm_start: initial coef, shaped like the result's ``coef``.
         device: accepted for API symmetry; the engine runs on the CPU (numpy/numba/HiGHS).
         verbose: print the certificate of every outer iteration.
+        sample_weight: (n,) non-negative weights, not all zero (scikit-learn's meaning): the
+            objective becomes sum_i w_i loss_i / sum_i w_i + reg * penalty. A row of weight 0 is
+            ignored. Repeated (row, label) pairs are merged into weights whatever this is.
 
     Returns:
-        ``SolveResult``, whose primal, dual and gap always describe the returned ``coef``;
-        ``converged`` is False (with a RuntimeWarning) if the gap was not reached.
+        ``SolveResult``, whose primal, dual and gap always describe the returned ``coef`` in the
+        problem as given (all its rows); ``converged`` is False (with a RuntimeWarning) if the
+        gap was not reached.
 
     Raises:
         ValueError: also when the objective at the starting point is not finite in float64
             (D or y hold values too large to represent the problem).
     """
     t0 = time.perf_counter()
-    M = DesignMatrix(D)
-    fit, pen, Y, classes = _check_problem(M, y, loss, penalty)
+    problem = prepare(D, y, loss, penalty, sample_weight)
     reg = check_positive("reg", reg)
+    tol, max_iter = check_solve_options(tol, max_iter, device, verbose)
+    W = _initial_coef(warm_start, problem.M.p, problem.Y.shape[1])
+    res = solve_problem(problem, reg, tol, max_iter, W, verbose)
+    res.time = time.perf_counter() - t0
+    warn_if_not_converged(res, stacklevel=3)
+    return res
+
+
+def check_solve_options(tol, max_iter, device, verbose) -> tuple[float, int]:
+    """The options ``solve`` and ``path`` share, checked: (tol, max_iter)."""
     tol = check_positive("tol", tol)
     max_iter = check_int("max_iter", max_iter)
     check_bool("verbose", verbose)
     if device is not None and not isinstance(device, str):
         raise TypeError(f"device must be a string or None, got {type(device).__name__}")
     if device not in (None, "cpu") and not str(device).startswith("cpu"):
-        warnings.warn(f"device={device!r}: the convex engine runs on the CPU", stacklevel=2)
-    n, C = Y.shape
-    squeeze = C == 1 and np.ndim(y) == 1  # binary losses take 1-D labels only
-    W = _initial_coef(warm_start, M.p, C)
+        warnings.warn(f"device={device!r}: the convex engine runs on the CPU", stacklevel=3)
+    return tol, max_iter
 
+
+def warn_if_not_converged(res: SolveResult, stacklevel: int = 2) -> None:
+    """A RuntimeWarning when ``res`` did not reach its tolerance."""
+    if res.converged:
+        return
+    warnings.warn(
+        f"solve did not reach tol={res.tol:g}: relative gap {res.rel_gap:.3e} after {res.n_iter} "
+        f"iterations ({res.loss} + {res.penalty}, reg={res.reg:g})"
+        + ("" if np.isfinite(res.gap) and np.isfinite(res.primal) else
+           "; the certificate is not finite in float64"),
+        RuntimeWarning, stacklevel=stacklevel,
+    )
+
+
+def uses_fast_hinge(problem: Problem) -> bool:
+    """Whether ``solve_problem`` hands the problem to ``hinge_fast.solve_hinge_l1``: hinge losses
+    with a penalty that is a linear program (L1, or group L1 with one output)."""
+    C = problem.Y.shape[1]
+    return problem.fit.subproblem == "conic" and (problem.pen.conic == "lp" or C == 1)
+
+
+def solve_problem(problem: Problem, reg: float, tol: float, max_iter: int, W: np.ndarray,
+                  verbose: bool = False) -> SolveResult:
+    """Solve a prepared problem (no argument checks, no warning) from the coefficients W."""
+    t0 = time.perf_counter()
+    if uses_fast_hinge(problem):
+        W, U, n_iter = _solve_fast_hinge(problem, reg, tol, max_iter, W, verbose)
+        primal = dual = None
+    else:
+        W, primal, dual, U, n_iter = _solve_working_set(problem, reg, tol, max_iter, W, verbose)
+    if problem.reduction is not None or primal is None:
+        primal, dual, U = _certificate(problem, W, U, reg)
+    gap = primal - dual
+    if not np.isfinite(gap):
+        gap = np.inf  # never converged
+    converged = gap <= tol * max(1.0, abs(primal))
+    coef = W[:, 0] if problem.squeeze else W
+    pen = problem.pen
+    return SolveResult(coef, float(primal), float(dual), float(gap), bool(converged), n_iter,
+                       time.perf_counter() - t0, float(reg), problem.fit.name, pen.name, float(tol),
+                       problem.classes, U, pen.get_params())
+
+
+def _certificate(problem: Problem, W: np.ndarray, U_r: np.ndarray | None, reg: float):
+    """primal(W) and the dual value of U_r (a feasible dual point of the reduced rows, or None),
+    both evaluated on every row of the problem as given: (primal, dual, dual point)."""
+    M, Y, fit, pen = problem.M, problem.Y, problem.fit, problem.pen
+    with np.errstate(over="ignore", invalid="ignore"):
+        primal = fit.value(M.matmul(W), Y) + reg * pen.value(W)
+    if U_r is None:
+        return primal, -np.inf, None
+    U = U_r if problem.reduction is None else problem.reduction.expand(U_r)
+    scale, pen_conjugate = pen.feasible_dual(M.rmatmul(U), reg)  # 1 up to rounding
+    U = scale * U
+    dual = -fit.conjugate(U, Y) - pen_conjugate if fit.in_domain(U, Y) else -np.inf
+    return primal, dual, U
+
+
+def _solve_fast_hinge(problem: Problem, reg, tol, max_iter, W, verbose):
+    """Hinge + L1 by ``solve_hinge_l1`` on the reduced rows, its LPs kept in ``problem.cache``:
+    (W, dual point of the reduced rows, rounds)."""
+    s = problem.weights_r
+    D = problem.cache.get("hinge_D")
+    if D is None:
+        # data far from unit scale are rescaled by a power of two (exact), as ``hinge_lp`` does:
+        # x -> x / k, w -> k w, reg -> reg / k leaves the LP's optimum and multipliers unchanged
+        k = lp_scale_of(problem.Mr)
+        D = problem.cache["hinge_D"] = problem.Mr.D if k == 1.0 else problem.Mr.D / k
+        problem.cache["hinge_scale"] = k
+    k = problem.cache["hinge_scale"]
+    W, alpha, info = solve_hinge_l1(D, problem.Yr, reg / k, tol, warm_start=W * k, counts=s,
+                                    state=problem.cache.get("hinge"), max_rounds=max_iter)
+    W /= k
+    problem.cache["hinge"] = info["state"]
+    if verbose:
+        print(f"hinge LP: primal {info['primal']:.10g} dual {info['dual']:.10g} gap {info['gap']:.3e} "
+              f"rounds {info['output_rounds']} pivots {info['pivots']} columns {info['working_set']}")
+    U = info["scale"] * (-problem.Yr * alpha * s[:, None])
+    return W, U, max(info["output_rounds"])
+
+
+def lp_scale_of(M: DesignMatrix) -> float:
+    """``hinge_programs.lp_scale`` of the whole matrix: 1, or the power of two nearest to max |D|
+    when that lies outside the range HiGHS handles."""
+    top = _max_abs(M)
+    if top == 0.0 or 1.0 / LP_SCALE_LIMIT <= top <= LP_SCALE_LIMIT:
+        return 1.0
+    return float(2.0 ** np.round(np.log2(top)))
+
+
+def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
+    """The working-set loop on the reduced rows: (W, primal, dual, dual point, iterations), the
+    certificate of the reduced rows (the same problem)."""
+    M, Y, fit, pen = problem.Mr, problem.Yr, problem.fit_r, problem.pen
+    C = Y.shape[1]
     col_norms = M.column_norms
     tracker = DualTracker(fit, pen, reg, Y)
     alpha = None  # multipliers of the last exact (conic) working-set solve
@@ -175,31 +337,21 @@ def solve(
         X = M.columns(ws)
         if exact:  # with one output, a row-group norm is the absolute value: an LP either way
             form = "lp" if C == 1 else pen.conic
-            W_ws, alpha = (hinge_lp if form == "lp" else hinge_socp)(X, Y, reg)
+            weights = None if problem.reduction is None else problem.reduction.weights
+            W_ws, alpha = (hinge_lp if form == "lp" else hinge_socp)(X, Y, reg, weights)
         else:
             # solved to a fraction of the current gap (or to the final tolerance once the working
             # set is everything)
             sub_tol = (FINAL_SUB_TOL_FRACTION * tol * max(1.0, abs(primal)) if ws_size == M.p
                        else SUB_TOL_FRACTION * gap)
-            W_ws = prox_newton(X, Y, W[ws], fit, pen, reg, sub_tol)
+            if problem.row_scale is not None:
+                X *= problem.row_scale[:, None]
+            W_ws = prox_newton(X, Y, W[ws], problem.inner, pen, reg, sub_tol)
         W = np.zeros_like(W)
         W[ws] = W_ws
-    else:  # max_iter ran out after an update: certify the coefficients that are returned
+    if not converged:  # max_iter ran out after an update: certify the coefficients that are returned
         primal, gap, _ = _certify(M, fit, pen, tracker, W, Y, reg, alpha, first=False)
-        converged = gap <= tol * max(1.0, abs(primal))
-
-    if not converged:
-        finite = np.isfinite(gap) and np.isfinite(primal)
-        warnings.warn(
-            f"solve did not reach tol={tol:g}: relative gap {gap / max(1.0, abs(primal)):.3e} "
-            f"after {it} iterations ({loss} + {pen.name}, reg={reg:g})"
-            + ("" if finite else "; the certificate is not finite in float64"),
-            RuntimeWarning, stacklevel=2,
-        )
-    coef = W[:, 0] if squeeze else W
-    return SolveResult(coef, float(primal), float(tracker.best), float(gap),
-                       converged, it, time.perf_counter() - t0, float(reg), loss, pen.name, float(tol),
-                       classes, tracker.point, pen.get_params())
+    return W, primal, tracker.best, tracker.point, it
 
 
 def _certify(M, fit, pen, tracker, W, Y, reg, alpha, first):
