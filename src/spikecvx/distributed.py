@@ -146,6 +146,26 @@ class Communicator:
             out = [o.reshape(()) for o in out]
         return out
 
+    def gather(self, array, dst: int = 0) -> list[np.ndarray] | None:
+        """Every rank's array on rank ``dst`` in rank order (None on the others); the first
+        dimension may differ between ranks, the dtype and the other dimensions may not."""
+        a = np.ascontiguousarray(array)
+        sizes = self.allgather_sizes(a.shape[0])
+        top = int(max(sizes))
+        padded = np.zeros((top,) + a.shape[1:], dtype=a.dtype)
+        padded[: len(a)] = a
+        t = self._tensor(padded)
+        parts = [torch.empty_like(t) for _ in range(self.world_size)] if self.rank == dst else None
+        self.bytes_sent += a.nbytes
+        self._run("gather", dist.gather, t, gather_list=parts, group_dst=dst)
+        if self.rank != dst:
+            return None
+        out = []
+        for p, s in zip(parts, sizes):
+            arr = p.cpu().numpy()[: int(s)]
+            out.append(arr.view(a.dtype) if a.dtype == np.uint64 else arr)
+        return out
+
     def allgather_sizes(self, n: int) -> np.ndarray:
         """One integer per rank, in rank order."""
         t = torch.tensor([int(n)], dtype=torch.int64, device=self._device)
