@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-GRID = ('[xor]\nmethods = ["cvx"]\nT = [4]\nn_regs = 2\n'
+GRID = ('[xor]\nmethods = ["cvx", "sg"]\nT = [4]\nn_regs = 3\nepochs = 3\n'
         'net = { layers = 3, branches = 2, width = 8, last_width = 16 }\n')
 
 
@@ -40,7 +40,7 @@ def test_python_dash_m_spikecvx_is_the_cli():
     assert proc.returncode == 0 and "torchrun" in proc.stdout and "reproduce" in proc.stdout
 
 
-def test_torchrun_run_writes_once_the_results_of_one_process(tmp_path):
+def test_torchrun_run_shards_the_cells_and_writes_once_the_results_of_one_process(tmp_path):
     cfg = tmp_path / "grid.toml"
     cfg.write_text(GRID)
     one = subprocess.run([sys.executable, "-m", "spikecvx", "run", str(cfg), "--out", str(tmp_path / "one"),
@@ -49,11 +49,19 @@ def test_torchrun_run_writes_once_the_results_of_one_process(tmp_path):
     proc = _torchrun(2, "run", str(cfg), "--out", str(tmp_path / "two"), "--quiet", "--no-plots")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("report: ") == 1  # rank 0 alone reports
-    (a,), (b,) = _records(tmp_path / "one"), _records(tmp_path / "two")
-    assert a["cell"] == b["cell"]
-    assert b["result"]["headline"] == pytest.approx(a["result"]["headline"], abs=1e-12)
-    for name, cert in a["result"]["certificates"].items():
-        assert b["result"]["certificates"][name]["primal"] == pytest.approx(cert["primal"], rel=1e-9)
+    ones, twos = _records(tmp_path / "one"), _records(tmp_path / "two")
+    assert [r["cell"] for r in ones] == [r["cell"] for r in twos] and len(ones) == 2
+    for a, b in zip(ones, twos):
+        assert b["result"]["headline"] == pytest.approx(a["result"]["headline"], abs=1e-12)
+        for name, cert in a["result"]["certificates"].items():  # the same certified optimum (tol 1e-6)
+            got = b["result"]["certificates"][name]
+            assert got["converged"] and got["rel_gap"] <= 1e-6
+            assert got["primal"] == pytest.approx(cert["primal"], rel=2e-6)
+        if a["cell"]["method"] == "cvx":  # the sharded dictionary has the rows of all ranks
+            assert b["result"]["report"]["dictionary"] == a["result"]["report"]["dictionary"]
+        else:
+            loss = a["result"]["report"]["val_loss"]
+            assert b["result"]["report"]["val_loss"] == pytest.approx(loss, rel=1e-6)
     assert (tmp_path / "two" / "report.md").is_file()
 
 

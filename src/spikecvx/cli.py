@@ -22,8 +22,9 @@ EPILOG = """examples:
 
 Results go to OUT/results.jsonl, one line per finished cell; rerunning the same command
 resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end.
-Under torchrun every rank runs every cell; collectives time out after SPIKECVX_DIST_TIMEOUT
-seconds (default 300), and a rank that fails stops the others."""
+Under torchrun every cell's training rows are split among the ranks (validation and test rows
+are every rank's); collectives time out after SPIKECVX_DIST_TIMEOUT seconds (default 300), and a
+rank that fails stops the others."""
 
 
 def _run(cells, args) -> int:
@@ -33,13 +34,16 @@ def _run(cells, args) -> int:
 
     check_device(args.device, "--device")
     comm = _init_distributed(args.device)
+    extra = {} if comm is None else {"distributed": comm}
+
+    def cell_runner(cell):
+        return run_cell(cell, args.device, args.data_dir, **extra)
+
     if comm is not None and comm.rank != 0:  # the other ranks compute; rank 0 writes and reports
-        run_cells(cells, lambda c: run_cell(c, args.device, args.data_dir), args.out, progress=False,
-                  log=lambda _: None, comm=comm)
+        run_cells(cells, cell_runner, args.out, progress=False, log=lambda _: None, comm=comm)
         return 0
     check_out(args.out)
-    records = run_cells(cells, lambda c: run_cell(c, args.device, args.data_dir), args.out,
-                        progress=not args.quiet, comm=comm)
+    records = run_cells(cells, cell_runner, args.out, progress=not args.quiet, comm=comm)
     print()
     print(write_report(records, args.out, with_plots=not args.no_plots))
     print(f"\nresults: {Path(args.out) / 'results.jsonl'}   report: {Path(args.out) / 'report.md'}")
