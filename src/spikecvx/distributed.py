@@ -14,6 +14,7 @@ instead of leaving them waiting.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from datetime import timedelta
 
@@ -74,7 +75,9 @@ class Communicator:
         backend = str(dist.get_backend(group))
         self._device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" \
             else torch.device("cpu")
-        self.bytes_sent = 0  # payload bytes this rank contributed to collectives (for benchmarks)
+        # payload bytes this rank contributed to collectives (what it puts in, before the backend's
+        # own algorithm: a ring all-reduce moves about 2 (k - 1) / k of it per rank)
+        self.bytes_sent = 0
 
     def __repr__(self) -> str:
         return f"Communicator(rank={self.rank}, world_size={self.world_size})"
@@ -176,6 +179,8 @@ class Communicator:
     def broadcast_object(self, obj, src: int = 0):
         """A picklable object of rank ``src`` on every rank."""
         box = [obj]
+        if self.rank == src:
+            self.bytes_sent += len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         self._run("broadcast_object_list", dist.broadcast_object_list, box, group_src=src)
         return box[0]
 
