@@ -38,6 +38,15 @@ def _collectives_and_dictionaries(r, w):
     out["bcast"] = comm.broadcast(np.arange(4.0) * (r + 1), src=w - 1)
     out["gather"] = comm.allgather(np.full((r + 1, 2), r, dtype=np.uint8))
     out["obj"] = comm.broadcast_object({"rank": r} if r == 1 else None, src=1)
+    out["gathered"] = comm.gather(np.full(r, r, dtype=np.int64), dst=w - 1)
+    if w == 3:  # a process group of ranks 0 and 2: its rank 1 is global rank 2
+        import torch.distributed as dist
+
+        group = dist.new_group([0, 2])
+        if r != 1:
+            sub = communicator(group)
+            out["sub"] = (sub.rank, sub.world_size, sub.broadcast(np.array([float(r)]), src=1),
+                          sub.gather(np.array([r]), dst=1), sub.allreduce_sum(np.array([r]))[0])
     # global de-duplication of random binary shards with few rows (many local coincidences)
     rng = np.random.default_rng(r)
     M = (rng.random((r + 2, 300)) < 0.3).astype(np.uint8)
@@ -68,6 +77,14 @@ def test_collectives_and_global_dedup_match_one_process(world):
         assert [g.shape for g in out["gather"]] == [(k + 1, 2) for k in range(world)]
         assert all(np.all(g == k) and g.dtype == np.uint8 for k, g in enumerate(out["gather"]))
         assert out["obj"] == {"rank": 1}
+        if r == world - 1:
+            assert [g.tolist() for g in out["gathered"]] == [[k] * k for k in range(world)]
+        else:
+            assert out["gathered"] is None
+        if world == 3 and r != 1:
+            sub_rank, sub_world, bcast, gathered, total = out["sub"]
+            assert (sub_rank, sub_world, bcast.tolist(), total) == (r // 2, 2, [2.0], 2.0)
+            assert gathered is None if r == 0 else [g.tolist() for g in gathered] == [[0], [2]]
         assert "differs between the ranks" in out["net_error"]
     # de-duplication of the concatenated rows, in one process, is the reference
     full = np.concatenate([out["dedup_random"][0] for out in res])

@@ -89,6 +89,10 @@ class Communicator:
             raise DistributedError(f"rank {self.rank}: {name} failed, another rank stopped or the "
                                    f"timeout ran out ({_short(err)})") from None
 
+    def _global(self, rank: int) -> int:
+        """The global rank of this group's rank ``rank`` (what torch's src / dst arguments take)."""
+        return rank if self.group is dist.group.WORLD else dist.get_global_rank(self.group, rank)
+
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         array = np.ascontiguousarray(array)
         if array.dtype == np.uint64:
@@ -125,7 +129,7 @@ class Communicator:
         t = self._tensor(a)
         if self.rank == src:
             self.bytes_sent += a.nbytes
-        self._run("broadcast", dist.broadcast, t, group_src=src)
+        self._run("broadcast", dist.broadcast, t, src=self._global(src))
         out = t.cpu().numpy()
         return out.view(a.dtype) if a.dtype == np.uint64 else out
 
@@ -160,7 +164,7 @@ class Communicator:
         t = self._tensor(padded)
         parts = [torch.empty_like(t) for _ in range(self.world_size)] if self.rank == dst else None
         self.bytes_sent += a.nbytes
-        self._run("gather", dist.gather, t, gather_list=parts, group_dst=dst)
+        self._run("gather", dist.gather, t, gather_list=parts, dst=self._global(dst))
         if self.rank != dst:
             return None
         out = []
@@ -181,7 +185,7 @@ class Communicator:
         box = [obj]
         if self.rank == src:
             self.bytes_sent += len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-        self._run("broadcast_object_list", dist.broadcast_object_list, box, group_src=src)
+        self._run("broadcast_object_list", dist.broadcast_object_list, box, src=self._global(src))
         return box[0]
 
     def barrier(self) -> None:
