@@ -124,12 +124,17 @@ def test_matches_cvxpy_and_gap_bounds_suboptimality(loss, pen):
 @pytest.mark.parametrize("method", ["simplex", "ipm"])
 @pytest.mark.parametrize("loss", ["hinge", "hinge_ovr"])
 def test_both_hinge_lp_algorithms_reach_the_reference_optimum(monkeypatch, method, loss):
-    from spikecvx.convex import hinge_programs as solver
+    from spikecvx.convex import hinge_fast
 
     D, y = _problem(loss, n=80, p=30, seed=11)
     reg = reg_max(D, y, loss, "l1") / 10
-    monkeypatch.setattr(solver, "lp_method", lambda p: method)  # small problems use simplex
+    # a cold start with most columns violated takes the interior point method; small problems do not
+    monkeypatch.setattr(hinge_fast, "_IPM_MIN_COLUMNS", 0 if method == "ipm" else 10**9)
+    used = []
+    run = hinge_fast._DualLP.run
+    monkeypatch.setattr(hinge_fast._DualLP, "run", lambda self, m="simplex": used.append(m) or run(self, m))
     res = solve(D, y, loss, "l1", reg=reg, tol=1e-9)
+    assert used[0] == method
     ref = _cvxpy_objective(D, y, loss, "l1", reg)
     assert res.converged and res.rel_gap <= 1e-9
     assert abs(_objective(D, y, loss, "l1", reg, res.coef) - ref) <= 1e-6 * max(1.0, abs(ref))

@@ -32,11 +32,11 @@ _MIN_CURVATURE = 1e-300
 _F64_2D_ANY = types.Array(types.float64, 2, "A")
 
 
-def _kernel_signature(x_layout: str):
+def _kernel_signature(x_dtype, x_layout: str):
     return types.int64(
         types.FunctionType(PROX_SIGNATURE),  # prox
         types.float64[::1],  # params
-        types.Array(types.float64, 2, x_layout),  # X
+        types.Array(x_dtype, 2, x_layout),  # X
         types.float64[:, ::1],  # G
         types.float64[:, ::1],  # H
         _F64_2D_ANY, _F64_2D_ANY, _F64_2D_ANY,  # W, dW, R
@@ -44,8 +44,10 @@ def _kernel_signature(x_layout: str):
     )
 
 
-# X is Fortran-ordered; a single row or column is also C-contiguous, which numba types as "C".
-_KERNEL_SIGNATURES = [_kernel_signature("F"), _kernel_signature("C")]
+# X is Fortran-ordered float64, or uint8 (a binary dictionary kept compact); a single row or
+# column is also C-contiguous, which numba types as "C".
+_KERNEL_SIGNATURES = [_kernel_signature(dtype, layout) for dtype in (types.float64, types.uint8)
+                      for layout in ("F", "C")]
 
 
 @njit(cache=True, fastmath=_FAST)
@@ -55,16 +57,19 @@ def _grad_curv(x, g, h, r, s, coupled, group):
     csum = 0.0
     if coupled and group:
         for i in range(x.shape[0]):
-            gsum += x[i] * (g[i] + h[i] * (r[i] - s[i]))
-            csum += x[i] * x[i] * h[i]
+            xi = np.float64(x[i])  # x may be uint8: the products are taken in float64
+            gsum += xi * (g[i] + h[i] * (r[i] - s[i]))
+            csum += xi * xi * h[i]
     elif coupled:
         for i in range(x.shape[0]):
-            gsum += x[i] * (g[i] + h[i] * (r[i] - s[i]))
-            csum += x[i] * x[i] * (h[i] * (1.0 - h[i]))
+            xi = np.float64(x[i])
+            gsum += xi * (g[i] + h[i] * (r[i] - s[i]))
+            csum += xi * xi * (h[i] * (1.0 - h[i]))
     else:
         for i in range(x.shape[0]):
-            gsum += x[i] * (g[i] + h[i] * r[i])
-            csum += x[i] * x[i] * h[i]
+            xi = np.float64(x[i])
+            gsum += xi * (g[i] + h[i] * r[i])
+            csum += xi * xi * h[i]
     return gsum, csum
 
 
@@ -73,12 +78,12 @@ def _update(x, delta, h, r, s, coupled):
     """r += x * delta (and s += x * delta * h in the coupled case)."""
     if coupled:
         for i in range(x.shape[0]):
-            d = x[i] * delta
+            d = np.float64(x[i]) * delta
             r[i] += d
             s[i] += d * h[i]
     else:
         for i in range(x.shape[0]):
-            r[i] += x[i] * delta
+            r[i] += np.float64(x[i]) * delta
 
 
 @njit(_KERNEL_SIGNATURES, cache=True)
@@ -87,7 +92,7 @@ def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max
 
         (1/n) sum_i [G_i . R_i + R_i^T H_i R_i / 2] + reg * Omega(W + dW),   R = X dW,
 
-    by cyclic coordinate descent. X: (n, p) Fortran-ordered float64; G: (n, C) per-sample
+    by cyclic coordinate descent. X: (n, p) Fortran-ordered, float64 or uint8; G: (n, C) per-sample
     gradients; W, dW: (p, C); R: (n, C) kept equal to X @ dW.
     Per-sample curvature H_i: diag(H[i]) when ``coupled`` is False; when True, H holds softmax
     probabilities p_i and H_i = diag(p_i) - p_i p_i^T (the exact multinomial Hessian).

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validation import check_int, check_positive, check_real_array
+from .hinge_programs import lp_scale
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
@@ -156,6 +157,8 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                    max_rounds: int = 200, max_add: int = 50):
     """Hinge + elementwise L1, solved exactly and certified:  min_W sum_i s_i sum_c
     max(0, 1 - Y_ic (D W)_ic) + reg * ||W||_1  with s_i = counts_i / sum(counts) (default 1 / n).
+    Data whose largest entry lies far from 1 are solved rescaled by a power of two
+    (``hinge_programs.lp_scale``), which changes nothing but the LP's numbers.
 
     Args:
         D: (n, P) design matrix (dense of any real dtype, or scipy sparse).
@@ -184,6 +187,13 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     if state is not None and not isinstance(state, HingeState):
         raise TypeError(f"state must be the info['state'] of a previous call, got {type(state).__name__}")
     reg = float(reg)
+    k = lp_scale(None, float(np.abs(M.D.data if M.sparse else M.D).max()))
+    if k != 1.0:
+        # data far from unit scale, rescaled by a power of two (exact): x -> x / k, w -> k w,
+        # reg -> reg / k leaves the objective, the optimum and the multipliers unchanged
+        W0 = None if warm_start is None else warm_start * k
+        W, alpha, info = solve_hinge_l1(M.D / k, Y, reg / k, tol, W0, counts, state, max_rounds, max_add)
+        return W / k, alpha, info
     n, C = Y.shape
     key = _fingerprint(M, Y, counts)
     if state is None or state.key != key:

@@ -2,7 +2,9 @@
 
 Accepts dense arrays of any real or boolean dtype (uint8 dictionaries stay uint8) and scipy
 sparse matrices; products are done in float64 over column chunks so a large uint8 dictionary is
-never converted to float64 as a whole.
+never converted to float64 as a whole. ``matmul`` / ``rmatmul`` do the same for a bare dense
+array (the working-set block the smooth solver receives, kept in D's dtype by
+``DesignMatrix.columns(idx, compact=True)``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,33 @@ import scipy.sparse as sp
 from .._validation import check_real_array
 
 CHUNK_BYTES = 64 * 2**20
+
+
+def chunk_columns(n: int) -> int:
+    """Columns per float64 block of ``CHUNK_BYTES`` for a matrix with n rows."""
+    return max(1, CHUNK_BYTES // (8 * max(1, n)))
+
+
+def matmul(A: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """A @ W in float64 for a dense A of any real dtype, converting A a column block at a time."""
+    if A.dtype == np.float64:
+        return A @ W
+    out = np.zeros((A.shape[0],) + W.shape[1:])
+    step = chunk_columns(A.shape[0])
+    for a in range(0, A.shape[1], step):
+        out += A[:, a : a + step].astype(np.float64) @ W[a : a + step]
+    return out
+
+
+def rmatmul(A: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """A^T @ U in float64 for a dense A of any real dtype, converting A a column block at a time."""
+    if A.dtype == np.float64:
+        return A.T @ U
+    out = np.empty((A.shape[1],) + U.shape[1:])
+    step = chunk_columns(A.shape[0])
+    for a in range(0, A.shape[1], step):
+        out[a : a + step] = A[:, a : a + step].T.astype(np.float64) @ U
+    return out
 
 
 class DesignMatrix:
@@ -40,8 +69,7 @@ class DesignMatrix:
             raise ValueError(f"{name} is empty (shape {D.shape})")
         self.D = D
         self.n, self.p = D.shape
-        itemsize = 8 * max(1, self.n)
-        self.chunk = max(1, CHUNK_BYTES // itemsize)
+        self.chunk = chunk_columns(self.n)
 
     @cached_property
     def column_norms(self) -> np.ndarray:
@@ -59,22 +87,20 @@ class DesignMatrix:
             out[a : a + self.chunk] = np.einsum("ij,ij->j", block, block)
         return out
 
-    def columns(self, idx: np.ndarray) -> np.ndarray:
-        """Columns idx as a Fortran-ordered float64 array (n, len(idx))."""
+    def columns(self, idx: np.ndarray, compact: bool = False) -> np.ndarray:
+        """Columns idx as a Fortran-ordered array (n, len(idx)): float64, or with ``compact`` a
+        dense uint8 D stays uint8 (8x less memory; ``matmul`` / ``rmatmul`` and the solver's
+        kernels take it as it is)."""
         block = self.D[:, idx]
         block = block.toarray() if self.sparse else block
-        return np.asfortranarray(block, dtype=np.float64)
+        keep = compact and block.dtype == np.uint8
+        return np.asfortranarray(block, dtype=np.uint8 if keep else np.float64)
 
     def rmatmul(self, G: np.ndarray) -> np.ndarray:
         """D^T G for G (n, C), as float64 (p, C)."""
         if self.sparse:
             return np.asarray(self.D.T @ G, dtype=np.float64)
-        if self.D.dtype == np.float64:
-            return self.D.T @ G
-        out = np.empty((self.p, G.shape[1]))
-        for a in range(0, self.p, self.chunk):
-            out[a : a + self.chunk] = self.D[:, a : a + self.chunk].T.astype(np.float64) @ G
-        return out
+        return rmatmul(self.D, G)
 
     def matmul(self, W: np.ndarray) -> np.ndarray:
         """D W for W (p, C), using only the rows of W that are not all zero."""

@@ -3,8 +3,10 @@
 Each iteration minimises the quadratic model of the loss plus the penalty by compiled coordinate
 descent (``_kernels``), takes an Armijo backtracking step on the true objective, and extrapolates
 the iterates (Anderson acceleration); for penalties that are linear on each sign orthant (L1) a
-Newton step on the support with the signs fixed finishes the job. The per-sample Hessians are
-exact, including the coupled softmax one.
+damped Newton step on the support, taken from fresh curvature, with entries that would change
+sign moved to zero (an active-set correction), finishes the job. The per-sample Hessians are
+exact, including the coupled softmax one. The working-set block X may be float64 or uint8 (a
+binary dictionary is never widened as a whole: products go through ``matrix.matmul``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import scipy.linalg
 
 from ._kernels import quadratic_model_cd
 from .certificate import DualTracker, anderson
+from .matrix import CHUNK_BYTES, matmul, rmatmul
 
 # Coordinate-descent sweeps on the quadratic model per Newton iteration: enough to find the
 # support, few enough that the model is rebuilt before its curvature goes stale.
@@ -39,6 +42,15 @@ CG_REL_RESIDUAL_SQ = 1e-24
 # Diagonal added to the formed Hessian, relative to its mean diagonal, so Cholesky succeeds on a
 # singular (rank-deficient support) Hessian.
 HESSIAN_RIDGE = 1e-12
+# Levenberg-Marquardt damping of the support Newton step: this factor times the norm of the model
+# gradient on the support is added to the Hessian's diagonal. The softmax Hessian is singular
+# along "the same shift for every class" of a row, where the L1 term alone is linear: undamped,
+# the step there is unbounded and the projected candidate useless (near-separable data stalled
+# on it). The damping vanishes with the gradient, so the local convergence stays fast.
+NEWTON_DAMPING = 0.3
+# Rounds of the active-set correction: entries whose Newton value would change sign are fixed
+# at zero and the step re-solved on the others (same Hessian, a smaller factorisation).
+ACTIVE_SET_ROUNDS = 3
 
 
 def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPOCHS, depth=ANDERSON_DEPTH):
@@ -52,7 +64,7 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     """
     n = X.shape[0]
     W = np.array(W, dtype=np.float64)
-    Z = X @ W
+    Z = matmul(X, W)
     tracker = DualTracker(fit, pen, reg, Y)
     coupled = fit.coupled
     objective = lambda Z_, W_: fit.value(Z_, Y) + reg * pen.value(W_)  # noqa: E731
@@ -60,44 +72,50 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     obj = objective(Z, W)
     for _ in range(max_iter):
         G, H = fit.grad_hess(Z, Y)
-        if obj - tracker.update(G / n, lambda U: X.T @ U) <= tol_abs:
+        if obj - tracker.update(G / n, lambda U: rmatmul(X, U)) <= tol_abs:
             break
-        H = fit.model_curvature(Z, H)
+        Hm = fit.model_curvature(Z, H)
         dW = np.zeros_like(W)
         R = np.zeros_like(Z)
-        quadratic_model_cd(pen.prox, pen.params, X, np.ascontiguousarray(G), np.ascontiguousarray(H),
+        quadratic_model_cd(pen.prox, pen.params, X, np.ascontiguousarray(G), np.ascontiguousarray(Hm),
                            W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
         decrease = float(np.sum(G * R)) / n + reg * (pen.value(W + dW) - pen.value(W))
-        if decrease >= -MIN_RELATIVE_DECREASE * max(1.0, abs(obj)):
-            break
+        # a model decrease at round-off level: coordinate descent is done, the Newton step may not be
+        stalled = decrease >= -MIN_RELATIVE_DECREASE * max(1.0, abs(obj))
         t = 1.0
-        for _ in range(MAX_HALVINGS):
+        for _ in range(0 if stalled else MAX_HALVINGS):
             Wn, Zn = W + t * dW, Z + t * R
             new = objective(Zn, Wn)
             if new <= obj + ARMIJO_C * t * decrease:
+                W, Z, obj = Wn, Zn, new
                 break
             t *= 0.5
         else:
-            break
-        W, Z, obj = Wn, Zn, new
+            stalled = True
         if pen.orthant_linear:  # Newton step on the support with the signs fixed (exact for squared)
-            W_sn = support_newton(X, G, H, W - t * dW, W, reg, coupled)
+            if not stalled:  # fresh curvature at the new point
+                G, H = fit.grad_hess(Z, Y)
+                Hm = fit.model_curvature(Z, H)
+            W_sn = support_newton(X, G, Hm, W, W, reg, coupled)
             if W_sn is not None:
                 # projected step: entries whose sign would flip stop at zero, so the candidate
                 # stays in W's orthant, where the L1 term is linear; backtrack if it does not help
                 for step in SUPPORT_NEWTON_STEPS:
                     cand = W + step * (W_sn - W)
                     cand[np.sign(cand) != np.sign(W)] = 0.0
-                    Z_c = X @ cand
+                    Z_c = matmul(X, cand)
                     new = objective(Z_c, cand)
-                    if new < obj:
+                    if new <= obj:  # a tie is round-off: the Newton point is kept (polish)
+                        stalled = stalled and new == obj
                         W, Z, obj = cand, Z_c, new
                         break
+        if stalled:
+            break
         history = (history + [W])[-(depth + 1):]
         if len(history) == depth + 1:
             W_acc = anderson(history)
             if W_acc is not None:
-                Z_acc = X @ W_acc
+                Z_acc = matmul(X, W_acc)
                 new = objective(Z_acc, W_acc)
                 if new < obj:
                     W, Z, obj = W_acc, Z_acc, new
@@ -105,15 +123,18 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     return W
 
 
-def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_NEWTON_MAX):
+def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_NEWTON_MAX,
+                   damping=None):
     """Minimiser of the L1 quadratic model (built at W0) over the support of W with its signs fixed.
 
     Once coordinate descent has found the support, this solve finishes the job in one step (exactly
     for the squared loss). Up to ``dense_max`` support coefficients the Hessian is formed and
     factorised (2 n s^2 flops; CD alone crawls here because binary columns share one dominant
     direction); beyond that, conjugate gradients with Hessian-vector products. Both keep the
-    coupled softmax Hessian (diag(p) - p p^T per sample) exact. The caller keeps the result only
-    if it lowers the true objective.
+    coupled softmax Hessian (diag(p) - p p^T per sample) exact, damped by ``damping`` times the
+    model gradient's norm (see ``NEWTON_DAMPING``). In the dense case, entries whose new value
+    would change sign are set to zero and the step re-solved on the rest (``ACTIVE_SET_ROUNDS``).
+    The caller keeps the result only if it lowers the true objective.
     """
     n = X.shape[0]
     mask = W != 0
@@ -121,18 +142,22 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_
         return None
 
     def hess_vec(V):
-        R = X @ V
+        R = matmul(X, V)
         HR = H * R - H * np.sum(H * R, axis=1, keepdims=True) if coupled else H * R
-        return (X.T @ HR) / n * mask
+        return rmatmul(X, HR) / n * mask
 
     # gradient of the model at W: G taken at W0 plus curvature times (W - W0)
-    grad = (X.T @ G) / n + hess_vec(W - W0) + reg * np.sign(W)
+    grad = rmatmul(X, G) / n + reg * np.sign(W)
+    if np.any(W != W0):
+        grad += hess_vec(W - W0)
     grad *= mask
+    mu = (NEWTON_DAMPING if damping is None else damping) * float(np.linalg.norm(grad))
     rows, cls = np.nonzero(mask)
     if len(rows) <= dense_max:
-        step = np.zeros_like(W)
-        step[rows, cls] = dense_newton_step(X, H, rows, cls, grad[rows, cls], coupled)
-        return W - step
+        hess = support_hessian(X, H, rows, cls, coupled)
+        out = W.copy()
+        out[rows, cls] = active_set_newton(hess, grad[rows, cls], W[rows, cls], mu)
+        return out
     step = np.zeros_like(W)
     r = grad.copy()
     d = r.copy()
@@ -141,7 +166,7 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_
     for _ in range(max_cg):
         if rr <= stop:
             break
-        Hd = hess_vec(d)
+        Hd = hess_vec(d) + mu * d
         dHd = float(np.sum(d * Hd))
         if dHd <= 0:
             break
@@ -154,33 +179,78 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_
     return W - step
 
 
-def dense_newton_step(X, H, rows, cls, grad, coupled):
-    """Solve hess @ step = grad for the support entries (rows[k], cls[k]), hess formed explicitly.
+def active_set_newton(hess, grad, w, mu=0.0, rounds=ACTIVE_SET_ROUNDS):
+    """New values of the support entries w: w - step with (hess + mu I) step = grad, where entries
+    whose sign would change are fixed at zero (their step is w) and the rest re-solved, for up
+    to ``rounds`` rounds. Signs that still change are left to the caller's projection."""
+    s = len(w)
+    hess = hess.copy()
+    diag = np.diag_indices(s)
+    hess[diag] += HESSIAN_RIDGE * max(1.0, float(np.sum(hess[diag])) / s) + mu
+    free = np.ones(s, dtype=bool)
+    new = w.copy()
+    for _ in range(rounds):
+        k, z = np.flatnonzero(free), np.flatnonzero(~free)
+        rhs = grad[k] - hess[np.ix_(k, z)] @ w[z] if len(z) else grad[k]
+        new = np.zeros(s)
+        new[k] = w[k] - _spd_solve(hess[np.ix_(k, k)], rhs)
+        flips = np.sign(new[k]) != np.sign(w[k])
+        if not flips.any():
+            break
+        free[k[flips]] = False
+        if not free.any():
+            break
+    return new
 
-    Entries are grouped by class so the per-class blocks A_c^T diag(H_c) A_c are contiguous (the
-    only non-zero blocks unless ``coupled``, where the softmax term -(A*P)^T (A*P) fills the rest).
-    The products and the factorisation go through numpy's BLAS/LAPACK, as the rest of the solver
-    does: scipy may ship a second OpenBLAS with its own thread pool, and alternating between the
-    two pools makes them contend on few cores (see docs/design/convex.md). Only the O(s^2)
-    triangular solves are scipy's.
+
+def _spd_solve(A, b):
+    """Solve A x = b for a symmetric positive (semi)definite A: Cholesky through numpy's LAPACK
+    (see ``support_hessian`` on why numpy's), least squares when it is not numerically definite."""
+    try:
+        L = np.linalg.cholesky(A)
+        return scipy.linalg.cho_solve((L, True), b, check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(A, b, rcond=None)[0]
+
+
+def support_hessian(X, H, rows, cls, coupled):
+    """The model Hessian on the support entries (rows[k], cls[k]), formed explicitly (s, s).
+
+    hess[(j,c),(k,d)] = (1/n) sum_i x_ij x_ik (delta_cd H_ic - [coupled] H_ic H_id). Entries are
+    grouped by class so the per-class blocks A_c^T diag(H_c) A_c are contiguous (the only non-zero
+    blocks unless ``coupled``, where the softmax term -(A*P)^T (A*P) fills the rest). X is read
+    a block of rows at a time and widened to float64 there only, so a uint8 X stays compact.
+    The products go through numpy's BLAS/LAPACK, as the rest of the solver does: scipy may ship a
+    second OpenBLAS with its own thread pool, and alternating between the two pools makes them
+    contend on few cores (see docs/design/convex.md).
     """
     n = X.shape[0]
     order = np.argsort(cls, kind="stable")
-    rows, cls = rows[order], cls[order]
-    A = np.asfortranarray(X[:, rows], dtype=np.float64)
-    AQ = A * H[:, cls]
+    rows_o, cls_o = rows[order], cls[order]
     s = len(rows)
-    hess = (AQ.T @ AQ) / -n if coupled else np.zeros((s, s))
-    bounds = np.flatnonzero(np.diff(np.concatenate([[-1], cls, [-1]])))
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        hess[lo:hi, lo:hi] += (AQ[:, lo:hi].T @ A[:, lo:hi]) / n
-    diag = np.diag_indices(s)
-    hess[diag] += HESSIAN_RIDGE * max(1.0, float(np.sum(hess[diag])) / s)
-    try:
-        L = np.linalg.cholesky(hess)
-        step = scipy.linalg.cho_solve((L, True), grad[order], check_finite=False)
-    except np.linalg.LinAlgError:  # not positive definite numerically
-        step = np.linalg.lstsq(hess, grad[order], rcond=None)[0]
-    out = np.empty(s)
-    out[order] = step
+    hess = np.zeros((s, s))
+    bounds = np.flatnonzero(np.diff(np.concatenate([[-1], cls_o, [-1]])))
+    cols, col_of = np.unique(rows_o, return_inverse=True)  # each distinct column widened once
+    step = max(1, CHUNK_BYTES // (8 * (len(cols) + 2 * s)))
+    for a in range(0, n, step):
+        B = np.asarray(X[a : a + step][:, cols], dtype=np.float64)
+        A = np.asfortranarray(B[:, col_of])
+        AQ = A * H[a : a + step, cls_o]
+        if coupled:
+            hess -= AQ.T @ AQ
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            hess[lo:hi, lo:hi] += AQ[:, lo:hi].T @ A[:, lo:hi]
+    hess /= n
+    out = np.empty((s, s))
+    out[np.ix_(order, order)] = hess
     return out
+
+
+def dense_newton_step(X, H, rows, cls, grad, coupled, mu=0.0):
+    """Solve (hess + mu I) step = grad for the support entries (rows[k], cls[k]), with hess the
+    model Hessian (``support_hessian``) plus its tiny ridge."""
+    hess = support_hessian(X, H, rows, cls, coupled)
+    s = len(rows)
+    diag = np.diag_indices(s)
+    hess[diag] += HESSIAN_RIDGE * max(1.0, float(np.sum(hess[diag])) / s) + mu
+    return _spd_solve(hess, grad)

@@ -33,11 +33,15 @@ import scipy.sparse as sp
 
 from .._validation import check_choice, check_real_array
 from .datafits import DATAFITS, Datafit, WeightedDatafit
+from .hinge_fast import solve_hinge_l1
+from .hinge_programs import hinge_socp
 from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
 from .solver import Problem
 from .weights import reduce_rows
 
+# Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
+WS_LP_TOL = 1e-10
 _COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
 
 
@@ -140,7 +144,7 @@ class ShardedProblem(Problem):
     def reduce_sum(self):
         return self.comm.allreduce_sum
 
-    def ws_rows(self, ws: np.ndarray):
+    def ws_rows(self, ws: np.ndarray, compact: bool = False):
         """Merge and gather the working-set rows on rank 0 (the others get Nones)."""
         comm = self.comm
         C = self.Y.shape[1]
@@ -162,8 +166,13 @@ class ShardedProblem(Problem):
         self._global_inverse = red.inverse
         Mk = DesignMatrix(Xg[red.rows])
         a = np.sqrt(len(red.rows) * red.weights)
-        return (Mk.columns(np.arange(len(ws))), Yg[red.rows], red.weights,
+        return (Mk.columns(np.arange(len(ws)), compact=compact), Yg[red.rows], red.weights,
                 self.base.weighted(red.weights, a), a)
+
+    def conic_solver(self):
+        """Hinge working sets all reach the loop here (the row-generation LP of one process needs
+        every column): group L1 with several outputs is a cone program, the rest linear ones."""
+        return hinge_socp if self.pen.conic == "socp" and self.Y.shape[1] > 1 else _hinge_lp
 
     def solve_ws(self, solver, *args):
         """Rank 0 solves; every rank gets its result (multipliers cut into each rank's rows)."""
@@ -183,6 +192,12 @@ class ShardedProblem(Problem):
         pos = self._local_inverse >= 0
         out[pos] = mine[self._local_inverse[pos]]
         return out
+
+
+def _hinge_lp(X, Y, reg, weights):
+    """Hinge + L1 on the gathered working set, solved exactly by ``hinge_fast``: (W, multipliers)."""
+    W, alpha, _ = solve_hinge_l1(X, Y, reg, tol=WS_LP_TOL, counts=weights)
+    return W, alpha
 
 
 def _encode(fit: Datafit, y, comm):

@@ -31,7 +31,7 @@ from .._validation import check_bool, check_choice, check_int, check_positive, c
 from .certificate import DualTracker, SolveResult
 from .datafits import DATAFITS, Datafit, WeightedDatafit
 from .hinge_fast import solve_hinge_l1
-from .hinge_programs import IPM_MIN_COLUMNS, LP_SCALE_LIMIT, hinge_lp, hinge_socp
+from .hinge_programs import IPM_MIN_COLUMNS, hinge_socp
 from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
 from .prox_newton import prox_newton
@@ -100,11 +100,16 @@ class Problem:
     # the working-set rows are the reduced rows and nothing is summed across processes.
     reduce_sum = None
 
-    def ws_rows(self, ws: np.ndarray):
-        """The working-set subproblem: (columns ws of the rows, labels, weights or None, datafit
-        of the proximal-Newton model, row scale or None)."""
+    def ws_rows(self, ws: np.ndarray, compact: bool = False):
+        """The working-set subproblem: (columns ws of the rows (``DesignMatrix.columns``),
+        labels, weights or None, datafit of the proximal-Newton model, row scale or None)."""
         weights = None if self.reduction is None else self.reduction.weights
-        return self.Mr.columns(ws), self.Yr, weights, self.inner, self.row_scale
+        return self.Mr.columns(ws, compact=compact), self.Yr, weights, self.inner, self.row_scale
+
+    def conic_solver(self):
+        """The exact program of a hinge working set that reaches the loop: group L1 with several
+        outputs (the LP cases go to ``hinge_fast`` in one process)."""
+        return hinge_socp
 
     def solve_ws(self, solver, *args):
         """``solver(*args)``, the working-set subproblem: here, in this process."""
@@ -313,17 +318,8 @@ def _solve_fast_hinge(problem: Problem, reg, tol, max_iter, W, verbose):
     """Hinge + L1 by ``solve_hinge_l1`` on the reduced rows, its LPs kept in ``problem.cache``:
     (W, dual point of the reduced rows, rounds)."""
     s = problem.weights_r
-    D = problem.cache.get("hinge_D")
-    if D is None:
-        # data far from unit scale are rescaled by a power of two (exact), as ``hinge_lp`` does:
-        # x -> x / k, w -> k w, reg -> reg / k leaves the LP's optimum and multipliers unchanged
-        k = lp_scale_of(problem.Mr)
-        D = problem.cache["hinge_D"] = problem.Mr.D if k == 1.0 else problem.Mr.D / k
-        problem.cache["hinge_scale"] = k
-    k = problem.cache["hinge_scale"]
-    W, alpha, info = solve_hinge_l1(D, problem.Yr, reg / k, tol, warm_start=W * k, counts=s,
+    W, alpha, info = solve_hinge_l1(problem.Mr.D, problem.Yr, reg, tol, warm_start=W, counts=s,
                                     state=problem.cache.get("hinge"), max_rounds=max_iter)
-    W /= k
     problem.cache["hinge"] = info["state"]
     if verbose:
         print(f"hinge LP: primal {info['primal']:.10g} dual {info['dual']:.10g} gap {info['gap']:.3e} "
@@ -332,20 +328,10 @@ def _solve_fast_hinge(problem: Problem, reg, tol, max_iter, W, verbose):
     return W, U, max(info["output_rounds"])
 
 
-def lp_scale_of(M: DesignMatrix) -> float:
-    """``hinge_programs.lp_scale`` of the whole matrix: 1, or the power of two nearest to max |D|
-    when that lies outside the range HiGHS handles."""
-    top = _max_abs(M)
-    if top == 0.0 or 1.0 / LP_SCALE_LIMIT <= top <= LP_SCALE_LIMIT:
-        return 1.0
-    return float(2.0 ** np.round(np.log2(top)))
-
-
 def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
     """The working-set loop on the reduced rows: (W, primal, dual, dual point, iterations), the
     certificate of the reduced rows (the same problem)."""
     M, Y, fit, pen = problem.Mr, problem.Yr, problem.fit_r, problem.pen
-    C = Y.shape[1]
     col_norms = M.column_norms
     tracker = DualTracker(fit, pen, reg, Y, reduce_sum=problem.reduce_sum)
     alpha = None  # multipliers of the last exact (conic) working-set solve
@@ -379,18 +365,17 @@ def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
                 ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
-        X, Y_ws, weights, inner, row_scale = problem.ws_rows(ws)
-        if exact:  # with one output, a row-group norm is the absolute value: an LP either way
-            form = "lp" if C == 1 else pen.conic
-            W_ws, alpha = problem.solve_ws(hinge_lp if form == "lp" else hinge_socp, X, Y_ws, reg, weights)
+        X, Y_ws, weights, inner, row_scale = problem.ws_rows(ws, compact=not exact)
+        if exact:  # hinge + group L1 with several outputs (in one process the LP cases go to ``hinge_fast``)
+            W_ws, alpha = problem.solve_ws(problem.conic_solver(), X, Y_ws, reg, weights)
             alpha = problem.local_multipliers(alpha)
         else:
             # solved to a fraction of the current gap (or to the final tolerance once the working
             # set is everything)
             sub_tol = (FINAL_SUB_TOL_FRACTION * tol * max(1.0, abs(primal)) if ws_size == M.p
                        else SUB_TOL_FRACTION * gap)
-            if row_scale is not None:
-                X *= row_scale[:, None]
+            if row_scale is not None:  # weighted rows: a float copy of the working set
+                X = X * row_scale[:, None]
             W_ws = problem.solve_ws(prox_newton, X, Y_ws, W[ws], inner, pen, reg, sub_tol)
         W = np.zeros_like(W)
         W[ws] = W_ws
