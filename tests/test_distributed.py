@@ -141,6 +141,18 @@ def test_one_process_and_bad_arguments():
         communicator("yes")
     with pytest.raises(ValueError, match="distributed=True"):
         spike_dictionary(_net(), _inputs(3), distributed=True)
+    from spikecvx.convex import path, reg_max, solve
+    from spikecvx.train.sg import train_sg
+
+    D, y = np.eye(4), np.arange(4.0)
+    for fn in (solve, reg_max, path):
+        with pytest.raises(ValueError, match="distributed=True needs an initialised"):
+            fn(D, y, distributed=True)
+        with pytest.raises(TypeError, match="distributed must be"):
+            fn(D, y, distributed="all")
+    X, yb, Xv, yv = _sg_data()
+    with pytest.raises(ValueError, match="distributed=True needs an initialised"):
+        train_sg(_sg_net(), X, yb, Xv, yv, epochs=1, distributed=True)
 
 
 @pytest.mark.parametrize("n,world", [(10, 3), (2, 3), (0, 2), (7, 1)])
