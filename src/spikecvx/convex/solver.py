@@ -221,8 +221,8 @@ def solve(
             process group, or a communicator (see ``convex.sharded``): D, y and sample_weight are
             this process's rows (possibly none) of one problem, and every process returns the
             solution and certificate of the whole problem (``dual_point``: this process's rows).
-            The hinge losses then solve their working-set programs on gathered rows instead of
-            the row-generation LP of one process.
+            Each working-set subproblem is solved on rank 0 over the gathered rows of its
+            columns (hinge + L1 included: ``hinge_fast`` per working set, not once for all).
 
     Returns:
         ``SolveResult``, whose primal, dual and gap always describe the returned ``coef`` in the
