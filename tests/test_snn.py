@@ -329,13 +329,14 @@ _SNN_ARGS = dict(  # valid and refused values of every constructor argument
     reset=["subtract", "zero", "none", 1], readout=["membrane", "spike", "both", None],
     readout_at=["last", "every", "first"],
     readout_bias=[0.0, -0.3, 1e30, float("nan"), -float("inf"), 1j, "0"],
-    surrogate=["atan", "sigmoid", "tanh"], seed=[None, 0, 7, -1, 1.5, 2**64],
+    surrogate=["atan", "sigmoid", "tanh"], recurrent=[False, True, 1, "yes"],
+    seed=[None, 0, 7, -1, 1.5, 2**64],
     dtype=[torch.float32, torch.float64, torch.float16, torch.int64, "float32", np.float32],
     device=[None, "cpu", torch.device("cpu"), "nowhere", 0],
 )
 _VALID = dict(d_in=3, n_out=2, layers=3, branches=2, width=4, last_width=6, beta=0.5, threshold=1.0,
               reset="subtract", readout="membrane", readout_at="last", readout_bias=0.0, surrogate="atan",
-              seed=0, dtype=torch.float32, device=None)
+              recurrent=False, seed=0, dtype=torch.float32, device=None)
 
 
 @settings(max_examples=30, deadline=None)

@@ -8,6 +8,13 @@ carried without gradient as in snnTorch):
     zero:      u_t = beta * (1 - r_t) * u_{t-1} + I_t
     spike:     s_t = H(u_t - theta)        (strict ``>``)
 
+A recurrent layer adds the input V^T s_{t-1} of its own previous spikes to I_t, as snnTorch's
+``RLeaky`` (all_to_all=True, reset_delay=True) does: u_t = beta * u_{t-1} + I_t + V^T s_{t-1}
+- theta * r_t under subtraction, and u_t = beta * (1 - r_t) * u_{t-1} + I_t + V^T s_{t-1} under
+reset to zero (this is the Leaky convention above; ``RLeaky``'s reset to zero also discards the
+input of the step after a spike, see docs/design/recurrent.md). The gradient flows through
+s_{t-1} into V, as in ``RLeaky``.
+
 The surrogate-gradient model, the dictionary builder and the reconstructed network all call
 this function, so a weight matrix means the same thing everywhere.
 """
@@ -52,6 +59,7 @@ def lif_scan(
     surrogate: str = "atan",
     time_dim: int = 1,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    recurrent: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Run LIF neurons over time.
 
@@ -65,6 +73,9 @@ def lif_scan(
         time_dim: which dimension of ``currents`` is time (0 or 1).
         init: optional state (u, s) at the step before the first one, each (N, M): the
             membrane and the spike that resets it. Lets a long sequence be scanned in chunks.
+        recurrent: optional recurrent weights, (M, M) or (G, M/G, M/G) for G groups of
+            consecutive neurons (branches) that only feed back within their group. Row j holds
+            the weights of neuron j's spike onto the neurons of its group; None: no recurrence.
 
     Returns:
         (spikes, membranes), both shaped like ``currents``.
@@ -80,24 +91,51 @@ def lif_scan(
     theta = check_positive("threshold", threshold)
     check_choice("reset", reset, RESETS)
     check_choice("surrogate", surrogate, SURROGATE_GRADS)
+    if recurrent is not None:
+        recurrent = check_recurrent(recurrent, currents)
 
-    needs_grad = torch.is_grad_enabled() and currents.requires_grad
+    needs_grad = torch.is_grad_enabled() and (
+        currents.requires_grad or (recurrent is not None and recurrent.requires_grad))
     if not needs_grad and currents.device.type == "cpu" and currents.dtype in KERNEL_DTYPES:
         batch_major = currents if time_dim == 1 else currents.transpose(0, 1)
-        spikes, mems = _scan_cpu(batch_major, beta, theta, reset, init)
+        spikes, mems = _scan_cpu(batch_major, beta, theta, reset, init, recurrent)
         return (spikes, mems) if time_dim == 1 else (spikes.transpose(0, 1), mems.transpose(0, 1))
     cur = currents if time_dim == 0 else currents.transpose(0, 1)
     beta_t = torch.as_tensor(beta, dtype=cur.dtype, device=cur.device)
     if needs_grad:
-        spikes, mems = _scan_autograd(cur, beta_t, theta, reset, surrogate, init)
+        spikes, mems = _scan_autograd(cur, beta_t, theta, reset, surrogate, init, recurrent)
     else:
-        spikes, mems = _scan_inplace(cur, beta_t, theta, reset, init)
+        spikes, mems = _scan_inplace(cur, beta_t, theta, reset, init, recurrent)
     if time_dim == 1:
         spikes, mems = spikes.transpose(0, 1), mems.transpose(0, 1)
     return spikes, mems
 
 
 KERNEL_DTYPES = (torch.float32, torch.float64)  # what the compiled CPU scan handles
+
+
+def check_recurrent(recurrent, currents: torch.Tensor) -> torch.Tensor:
+    """Return the recurrent weights as (G, M/G, M/G) after checking them against ``currents``."""
+    if not isinstance(recurrent, torch.Tensor):
+        raise TypeError(f"recurrent must be a torch.Tensor or None, got {type(recurrent).__name__}")
+    M = currents.shape[-1]
+    if recurrent.dim() == 2:
+        recurrent = recurrent[None]
+    if recurrent.dim() != 3 or recurrent.shape[1] != recurrent.shape[2] or \
+            recurrent.shape[0] * recurrent.shape[1] != M:
+        raise ValueError(f"recurrent must have shape ({M}, {M}) or (G, {M}/G, {M}/G) for the {M} "
+                         f"neurons of currents, got {tuple(recurrent.shape)}")
+    if recurrent.dtype != currents.dtype or recurrent.device != currents.device:
+        raise TypeError(f"recurrent must have the dtype and device of currents ({currents.dtype}, "
+                        f"{currents.device}), got {recurrent.dtype}, {recurrent.device}")
+    return recurrent
+
+
+def recurrent_input(s: torch.Tensor, recurrent: torch.Tensor) -> torch.Tensor:
+    """V^T s per group: s (N, M) spikes, recurrent (G, M/G, M/G) -> (N, M) input currents."""
+    N, M = s.shape
+    G, m = recurrent.shape[0], recurrent.shape[1]
+    return torch.bmm(s.reshape(N, G, m).transpose(0, 1), recurrent).transpose(0, 1).reshape(N, M)
 
 
 def beta_vector(beta, width: int, dtype: torch.dtype) -> np.ndarray:
@@ -117,29 +155,42 @@ def cpu_state(init, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[np.ndar
 _NP = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-def _scan_cpu(cur, beta, theta, reset, init):
-    """No-grad scan on the CPU through the compiled kernel; batch-major in and out."""
+def _scan_cpu(cur, beta, theta, reset, init, recurrent=None):
+    """No-grad scan on the CPU through the compiled kernel; batch-major in and out. With grouped
+    recurrent weights each group of neurons is one kernel call on views of the arrays."""
     N, T, M = cur.shape
     c = cur.detach().contiguous().numpy()
     u, r = cpu_state(init, (N, M), cur.dtype)
     spikes, mems = np.empty_like(c), np.empty_like(c)
-    run_kernel(c[None], beta_vector(beta, M, cur.dtype), theta, reset == "zero", u[None], r[None],
-               spikes[None], mems[None])
+    b = beta_vector(beta, M, cur.dtype)
+    rec = None if recurrent is None else recurrent.detach().contiguous().numpy()
+    G = 1 if rec is None else rec.shape[0]
+    m = M // G
+    for g in range(G):
+        cols = slice(g * m, (g + 1) * m)
+        run_kernel(c[None, ..., cols], b[cols], theta, reset == "zero", u[None, :, cols],
+                   r[None, :, cols], spikes[None, ..., cols], mems[None, ..., cols],
+                   rec=None if rec is None else rec[g:g + 1])
     return torch.from_numpy(spikes), torch.from_numpy(mems)
 
 
-def _scan_autograd(cur, beta, theta, reset, surrogate, init):
+def _scan_autograd(cur, beta, theta, reset, surrogate, init, recurrent=None):
     """Differentiable scan (time-major input); builds the graph for surrogate-gradient training."""
     if init is None:
         u, r = torch.zeros_like(cur[0]), torch.zeros_like(cur[0])
     else:
         u, r = init[0], init[1].detach()
+    s = None if init is None else init[1]
     spikes, mems = [], []
     for t in range(cur.shape[0]):
         if reset == "subtract":
-            u = beta * u + cur[t] - theta * r
+            u = beta * u + cur[t]
         else:
             u = beta * (1 - r) * u + cur[t]
+        if recurrent is not None and s is not None:
+            u = u + recurrent_input(s, recurrent)  # through s, not r: V learns from its spikes
+        if reset == "subtract":
+            u = u - theta * r
         s = spike(u - theta, surrogate)
         r = s.detach()
         spikes.append(s)
@@ -148,7 +199,7 @@ def _scan_autograd(cur, beta, theta, reset, surrogate, init):
 
 
 @torch.no_grad()
-def _scan_inplace(cur, beta, theta, reset, init):
+def _scan_inplace(cur, beta, theta, reset, init, recurrent=None):
     """No-grad scan (time-major input) writing into preallocated outputs; no graph, few temporaries."""
     mems = torch.empty_like(cur)
     spikes = torch.empty_like(cur)
@@ -161,6 +212,8 @@ def _scan_inplace(cur, beta, theta, reset, init):
             torch.mul(s_prev, -1.0, out=tmp).add_(1.0)
             u.mul_(tmp)
         u.mul_(beta).add_(cur[t])
+        if s_prev is not None and recurrent is not None:
+            u.add_(recurrent_input(s_prev, recurrent))
         if s_prev is not None and reset == "subtract":
             u.add_(s_prev, alpha=-theta)
         mems[t].copy_(u)

@@ -3,8 +3,10 @@
 The K branches run as one batched operation: layer weights are stored as (K, fan_in, width/K)
 tensors (the first layer, which every branch shares the input of, as one (d_in, width) matrix).
 Each layer's input currents for all time steps come from one matrix product; only the LIF scan
-loops over time. Only this module knows that layout: other layers use ``layer_widths``,
-``layer_shapes``, ``write_features``, ``with_last_neurons`` and ``last_incoming_norms``.
+loops over time. Recurrent layers (``recurrent=True``) also hold one (K, width/K, width/K)
+matrix each: every branch's neurons feed their previous step's spikes back to the branch.
+Only this module knows that layout: other layers use ``layer_widths``, ``layer_shapes``,
+``recurrent_shapes``, ``write_features``, ``with_last_neurons`` and ``last_incoming_norms``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_device, check_int, check_positive, check_real, check_real_array
+from .._validation import (
+    check_bool,
+    check_choice,
+    check_device,
+    check_int,
+    check_positive,
+    check_real,
+    check_real_array,
+)
 from ._lif_kernel import FEATURE_MEMBRANE, FEATURE_SPIKE, run_kernel
 from .lif import KERNEL_DTYPES, RESETS, beta_vector, check_beta, check_time_dim, cpu_state, lif_scan
 from .surrogate import SURROGATE_GRADS, spike
@@ -40,7 +50,11 @@ class ParallelSNN(nn.Module):
         readout_at: "last" (features of the last step) or "every" (features of every step).
         readout_bias: the binarisation level b of the membrane readout.
         surrogate: surrogate derivative used in training.
-        seed: seed of the Gaussian N(0, 1) initial weights (None: torch's global generator).
+        recurrent: give every LIF layer recurrent weights (``recurrent_weights``): the layer's
+            spikes at step t-1 feed into it at step t within each branch, as in snnTorch's
+            ``RLeaky`` (see ``lif_scan``). False: feed-forward layers.
+        seed: seed of the Gaussian N(0, 1) initial weights (None: torch's global generator);
+            the recurrent weights are drawn after the feed-forward ones.
     """
 
     def __init__(
@@ -58,6 +72,7 @@ class ParallelSNN(nn.Module):
         readout_at: str = "last",
         readout_bias: float = 0.0,
         surrogate: str = "atan",
+        recurrent: bool = False,
         seed: int | None = None,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device | None = None,
@@ -80,6 +95,7 @@ class ParallelSNN(nn.Module):
         self.readout_at = check_choice("readout_at", readout_at, READOUT_AT)
         self.readout_bias = check_real("readout_bias", readout_bias)
         self.surrogate = check_choice("surrogate", surrogate, SURROGATE_GRADS)
+        self.recurrent = check_bool("recurrent", recurrent)
         if seed is not None:
             check_int("seed", seed, minimum=0)
             if seed > _SEED_MAX:
@@ -95,6 +111,10 @@ class ParallelSNN(nn.Module):
             nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype))
             for s in self.layer_shapes
         )
+        self.recurrent_weights = nn.ParameterList(
+            nn.Parameter(torch.randn(s, generator=gen, dtype=torch.float64).to(dtype))
+            for s in (self.recurrent_shapes if self.recurrent else [])
+        )
         self.readout_weight = nn.Parameter(torch.zeros(self.last_width, self.n_out, dtype=dtype))
         if device is not None:
             self.to(device)
@@ -107,6 +127,7 @@ class ParallelSNN(nn.Module):
             width=self.width, last_width=self.last_width, beta=self.beta,
             threshold=self.threshold, reset=self.reset, readout=self.readout,
             readout_at=self.readout_at, readout_bias=self.readout_bias, surrogate=self.surrogate,
+            recurrent=self.recurrent,
         )
 
     @property
@@ -133,9 +154,21 @@ class ParallelSNN(nn.Module):
         shapes: list[tuple[int, ...]] = [(self.d_in, K * widths[0])]
         return shapes + [(K, widths[i - 1], widths[i]) for i in range(1, len(widths))]
 
+    @property
+    def recurrent_shapes(self) -> list[tuple[int, int, int]]:
+        """Shapes (K, width/K, width/K) of the recurrent weights of each LIF layer when
+        ``recurrent``: entry [k, j, m] is the weight of neuron j's spike onto neuron m of branch
+        k at the next step (rows: sources, as the inputs of ``layer_shapes``)."""
+        K = self.branches
+        return [(K, w // K, w // K) for w in self.layer_widths]
+
+    def _recurrent(self, i: int) -> torch.Tensor | None:
+        """The recurrent weights of LIF layer i, or None for a feed-forward network."""
+        return self.recurrent_weights[i] if self.recurrent else None
+
     def last_incoming_norms(self) -> torch.Tensor:
-        """(last_width,) Euclidean norm of each last-layer neuron's incoming weights, in feature
-        order (differentiable)."""
+        """(last_width,) Euclidean norm of each last-layer neuron's incoming feed-forward weights,
+        in feature order (differentiable)."""
         w = self.hidden[-1]
         return w.norm(dim=0) if w.dim() == 2 else w.norm(dim=1).reshape(-1)
 
@@ -151,6 +184,13 @@ class ParallelSNN(nn.Module):
 
         The copy has last_width = K * w, the same hidden layers before the last one, and is on
         this network's device and dtype.
+
+        With recurrent weights, a kept neuron's spikes depend on the neurons that feed it, so
+        each branch keeps ``keep[k]`` together with every neuron whose spikes reach them through
+        the recurrent weights, padded with further neurons to equal widths, all in ascending
+        order (the order in which the recurrent input is summed), and neurons outside ``keep``
+        get zero readout rows: the kept neurons spike exactly as here. ``keep`` may then not
+        repeat a neuron, and w is the widest branch's count.
         """
         K, per = self.branches, self.last_width // self.branches
         keep = np.asarray(keep)
@@ -165,6 +205,9 @@ class ParallelSNN(nn.Module):
         if readout.shape[0] != self.last_width or len(readout.shape) != 2:
             raise ValueError(f"readout must have shape (last_width={self.last_width}, C), "
                              f"got {tuple(readout.shape)}")
+        rows = torch.as_tensor(readout)[(keep + per * np.arange(K)[:, None]).ravel()]
+        if self.recurrent:
+            keep, rows = self._recurrent_closure(keep, rows)
         width = keep.shape[1]
         cfg = self.config() | dict(n_out=readout.shape[1], last_width=width * K)
         out = ParallelSNN(**cfg, dtype=self.dtype, device=self.device)
@@ -177,8 +220,42 @@ class ParallelSNN(nn.Module):
                     dst.copy_(src[:, torch.as_tensor(flat)])
                 else:  # (K, w_in, per)
                     dst.copy_(torch.stack([src[k][:, torch.as_tensor(keep[k])] for k in range(K)]))
-            out.readout_weight.copy_(torch.as_tensor(readout[flat], dtype=out.dtype))
+            for i, (src, dst) in enumerate(zip(self.recurrent_weights, out.recurrent_weights)):
+                if i < len(self.hidden) - 1:
+                    dst.copy_(src)
+                else:
+                    dst.copy_(torch.stack([src[k][keep[k]][:, keep[k]] for k in range(K)]))
+            out.readout_weight.copy_(rows.to(dtype=out.dtype, device=out.device))
         return out
+
+    def _recurrent_closure(self, keep: np.ndarray, rows: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """``keep`` (K, w) grown in every branch by the last-layer neurons that reach it through
+        nonzero recurrent weights, padded to equal widths and sorted; the readout ``rows``
+        (K * w, C) of ``keep`` spread to the new order, zero for the added neurons."""
+        K, per = keep.shape[0], self.last_width // self.branches
+        if any(len(np.unique(k)) != len(k) for k in keep):
+            raise ValueError("keep must not repeat a neuron within a branch of a recurrent network")
+        links = (self.recurrent_weights[-1].detach() != 0).cpu().numpy()  # (K, source, target)
+        needed = []
+        for k in range(K):
+            inside = np.zeros(per, dtype=bool)
+            inside[keep[k]] = True
+            while True:  # add every source that feeds a neuron inside, until nothing changes
+                more = inside | links[k][:, inside].any(axis=1)
+                if np.array_equal(more, inside):
+                    break
+                inside = more
+            needed.append(inside)
+        width = max(int(m.sum()) for m in needed)
+        new_keep = np.empty((K, width), dtype=np.intp)
+        new_rows = rows.new_zeros((K, width, rows.shape[1]))
+        old_rows = rows.reshape(K, -1, rows.shape[1])
+        for k in range(K):
+            pad = np.flatnonzero(~needed[k])[:width - int(needed[k].sum())]
+            new_keep[k] = np.sort(np.concatenate([np.flatnonzero(needed[k]), pad]))
+            pos = np.searchsorted(new_keep[k], keep[k])
+            new_rows[k, torch.as_tensor(pos)] = old_rows[k]
+        return new_keep, new_rows.reshape(K * width, -1)
 
     # ------------------------------------------------------------------ forward
     def check_input(self, x, time_dim: int = 1, name: str = "x") -> torch.Tensor:
@@ -223,7 +300,8 @@ class ParallelSNN(nn.Module):
                 hk = h.reshape(N * T, K, w.shape[1]).transpose(0, 1)
                 cur = torch.bmm(hk, w).transpose(0, 1).reshape(N, T, K * w.shape[2])
             init = None if state is None else state[i]
-            s, u = lif_scan(cur, self.beta, self.threshold, self.reset, self.surrogate, init=init)
+            s, u = lif_scan(cur, self.beta, self.threshold, self.reset, self.surrogate, init=init,
+                            recurrent=self._recurrent(i))
             outputs.append((s, u))
             new_state.append((u[:, -1], s[:, -1]))
             h = s
@@ -284,12 +362,13 @@ class ParallelSNN(nn.Module):
             else:
                 torch.bmm(h, w, out=cur)
             beta = beta_vector(self.beta, wk, self.dtype)
+            rec = None if not self.recurrent else self.recurrent_weights[i].detach().contiguous().numpy()
             u, r = state[i]
             c = cur.numpy().reshape(K, n, t, wk)
             if i < last:
                 spikes = torch.empty_like(cur)
                 run_kernel(c, beta, self.threshold, zero_reset, u, r,
-                           spikes=spikes.numpy().reshape(K, n, t, wk))
+                           spikes=spikes.numpy().reshape(K, n, t, wk), rec=rec)
                 h = spikes
             else:
                 feats = None
@@ -299,7 +378,7 @@ class ParallelSNN(nn.Module):
                         raise ValueError("out must allow a (n, steps, branches, width) view")
                 mode = FEATURE_SPIKE if self.readout == "spike" else FEATURE_MEMBRANE
                 run_kernel(c, beta, self.threshold, zero_reset, u, r, feats=feats, feat_mode=mode,
-                           feat_bias=self.readout_bias)
+                           feat_bias=self.readout_bias, rec=rec)
             del cur, c  # free before the next layer allocates
         return state
 
