@@ -54,8 +54,8 @@ def _collectives_and_dictionaries(r, w):
     # a spike dictionary of this rank's samples
     X = _inputs(9)
     rows = SHARDS_3[r] if w == 3 else np.array_split(np.arange(9), w)[r]
-    for at in ("last", "every"):
-        net_at = _net(readout_at=at)
+    for at, kw in (("last", {}), ("every", {}), ("recurrent", dict(recurrent=True))):
+        net_at = _net(readout_at="last" if at == "recurrent" else at, **kw)
         D = spike_dictionary(net_at, X[rows], dedup=True, distributed=True)
         out[f"dict_{at}"] = (D.matrix, D.column_of_neuron, D.representative, D.n_distinct)
     # every rank must pass the same network
@@ -95,9 +95,10 @@ def test_collectives_and_global_dedup_match_one_process(world):
         np.testing.assert_array_equal(out["dedup_random"][1], first)
         np.testing.assert_array_equal(out["dedup_random"][2], inverse)
     X = _inputs(9)
-    for at in ("last", "every"):
+    for at, kw in (("last", {}), ("every", {}), ("recurrent", dict(recurrent=True))):
         rows = [SHARDS_3[r] if world == 3 else np.array_split(np.arange(9), world)[r] for r in range(world)]
-        ref = spike_dictionary(_net(readout_at=at), X[np.concatenate(rows)], dedup=True)
+        net = _net(readout_at="last" if at == "recurrent" else at, **kw)
+        ref = spike_dictionary(net, X[np.concatenate(rows)], dedup=True)
         assert at == "every" or ref.n_distinct < ref.n_neurons  # the reference does merge columns
         got = np.concatenate([out[f"dict_{at}"][0] for out in res])
         np.testing.assert_array_equal(got, ref.matrix)

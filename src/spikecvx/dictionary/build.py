@@ -115,9 +115,10 @@ def dedup_columns_distributed(matrix: np.ndarray, comm) -> tuple[np.ndarray, np.
 
 
 def _fingerprint(net: ParallelSNN) -> np.ndarray:
-    """A few float64 moments of every hidden weight tensor: equal on every rank for the same network."""
+    """A few float64 moments of every hidden (and recurrent) weight tensor: equal on every rank for
+    the same network."""
     out = []
-    for w in net.hidden:
+    for w in list(net.hidden) + list(getattr(net, "recurrent_weights", [])):
         v = w.detach().to("cpu", torch.float64).reshape(-1)
         ramp = torch.linspace(-1.0, 1.0, len(v), dtype=torch.float64)
         out += [float(v.sum()), float((v * v).sum()), float((v * ramp).sum()), float(len(v))]
