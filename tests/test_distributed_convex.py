@@ -89,7 +89,7 @@ def test_sharded_solves_equal_the_one_process_solve(world):
             assert abs(primal - ref.primal) <= max(gap, ref.gap) + 1e-14, (loss, pen)
             assert primal == pytest.approx(ref.primal, rel=1e-9), (loss, pen)
             assert abs(dual - ref.dual) <= max(gap, ref.gap) + 1e-14, (loss, pen)
-            assert 0 <= gap <= TOL * max(1.0, abs(primal))
+            assert -1e-12 <= gap <= TOL * max(1.0, abs(primal))  # exact solves: gap at rounding level
             np.testing.assert_array_equal(coef, res[0][loss, pen][0])  # the same on every rank
     y, sw = labels["logistic"][rows], weights[rows]
     ref = solve(Dc, y, "logistic", "l1", reg=_reg("logistic", "l1", Dc, y, sw), tol=TOL, sample_weight=sw)

@@ -40,6 +40,9 @@ from .penalties import Penalty, get_penalty
 from .solver import Problem
 from .weights import reduce_rows
 
+# Eigenvalues of a working set's Gram matrix below this fraction of the largest count as zero
+# (directions in which no row varies): the virtual rows keep the others.
+GRAM_EIG_FLOOR = 1e-13
 # Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
 WS_LP_TOL = 1e-10
 _COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
@@ -145,7 +148,10 @@ class ShardedProblem(Problem):
         return self.comm.allreduce_sum
 
     def ws_rows(self, ws: np.ndarray, compact: bool = False):
-        """Merge and gather the working-set rows on rank 0 (the others get Nones)."""
+        """Merge and gather the working-set rows on rank 0 (the others get Nones); for the squared
+        loss, the Gram form instead (``_gram_rows``)."""
+        if self.base.name == "squared":
+            return self._gram_rows(ws)
         comm = self.comm
         C = self.Y.shape[1]
         X = self.M.local_columns(ws)
@@ -168,6 +174,29 @@ class ShardedProblem(Problem):
         a = np.sqrt(len(red.rows) * red.weights)
         return (Mk.columns(np.arange(len(ws)), compact=compact), Yg[red.rows], red.weights,
                 self.base.weighted(red.weights, a), a)
+
+    def _gram_rows(self, ws: np.ndarray):
+        """The squared loss's working-set subproblem from sums alone: Q = sum_i s_i x_i x_i^T and
+        B = sum_i s_i x_i y_i^T over all ranks (one all-reduce of |ws| (|ws| + C) numbers,
+        whatever n is), rewritten on rank 0 as |ws| virtual rows: with Q = V diag(lam) V^T,
+        rows L = sqrt(m) diag(sqrt(lam)) V^T and labels sqrt(m) diag(1 / sqrt(lam)) V^T B
+        (m = |ws|), the unweighted squared loss of the virtual rows equals the subproblem's
+        objective up to a constant, so the same proximal Newton solves it."""
+        X = self.M.local_columns(ws).astype(np.float64)
+        sX = X * self.s[:, None]
+        k = len(ws)
+        local = np.concatenate([sX.T @ X, sX.T @ self.Y], axis=1)  # (k, k + C)
+        total = self.comm.allreduce_sum(local)
+        if self.comm.rank != 0:
+            return None, None, None, None, None
+        Q, B = total[:, :k], total[:, k:]
+        lam, V = np.linalg.eigh((Q + Q.T) / 2)
+        keep = lam > GRAM_EIG_FLOOR * max(lam.max(), 0.0)
+        root = np.sqrt(np.where(keep, lam, 0.0))
+        L = root[:, None] * V.T
+        Yv = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)[:, None] * (V.T @ B)
+        scale = np.sqrt(k)
+        return np.asfortranarray(scale * L), scale * Yv, None, self.base, None
 
     def conic_solver(self):
         """Hinge working sets all reach the loop here (the row-generation LP of one process needs
