@@ -186,6 +186,7 @@ def spike_dictionary(
             ``X`` holds this rank's samples (possibly none), the rows returned are this rank's,
             and ``dedup`` keeps the columns that are distinct over all ranks' rows, the same
             columns in the same order on every rank. Every rank must pass the same network.
+            Without ``dedup``, ``n_distinct`` counts the patterns of this rank's rows only.
 
     Returns:
         A ``SpikeDictionary`` with (N, P) rows for the "last" readout or (N*T, P) for "every".
