@@ -275,3 +275,10 @@ def test_from_nir_refuses_a_bad_branch_count_in_the_metadata(bad):
     g.metadata[key] = bad
     with pytest.raises(ValueError, match="branches"):
         from_nir(g)
+
+
+@pytest.mark.parametrize("lossy", [False, True])
+def test_recurrent_network_is_refused(lossy):
+    net = ParallelSNN(3, 2, layers=2, branches=1, width=4, last_width=4, reset="zero", readout="spike", recurrent=True)
+    with pytest.raises(ValueError, match="recurrent"):
+        to_nir(net, lossy=lossy)

@@ -177,3 +177,10 @@ def test_learnable_beta_and_threshold_read_as_values():
     outs, spikes = _step(seq, x)
     assert torch.equal(net.hidden_states(x)[-1][0], spikes)
     torch.testing.assert_close(net(x), outs.detach(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("lossy", [False, True])
+def test_to_snntorch_refuses_recurrent_networks(lossy):
+    net = ParallelSNN(3, 2, layers=2, branches=1, width=4, last_width=4, recurrent=True)
+    with pytest.raises(ValueError, match="recurrent"):
+        to_snntorch(net, lossy=lossy)

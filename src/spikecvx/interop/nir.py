@@ -75,6 +75,9 @@ def to_nir(net: ParallelSNN, *, lossy: bool = False, dt: float = DEFAULT_DT):
         raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
     lossy = check_bool("lossy", lossy)
     dt = check_positive("dt", dt)
+    if net.recurrent:
+        raise ValueError("net has recurrent LIF layers: the NIR export writes feed-forward graphs "
+                         "only and would drop the recurrent weights")
     if net.beta >= 1.0:
         raise ValueError("beta=1 (no leak) has an infinite NIR time constant tau = dt / (1 - beta); "
                          "NIR export needs beta < 1")

@@ -143,6 +143,9 @@ def to_snntorch(net: ParallelSNN, *, lossy: bool = False) -> nn.Sequential:
     if not isinstance(net, ParallelSNN):
         raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
     lossy = check_bool("lossy", lossy)
+    if net.recurrent:
+        raise ValueError("net has recurrent LIF layers: the snnTorch export builds Leaky layers "
+                         "only and would drop the recurrent weights")
     if net.readout == "membrane":
         msg = ("readout='membrane' (the binarised membrane 1[u - b >= 0]) has no snnTorch layer; "
                "the spike readout takes its place")
