@@ -37,12 +37,18 @@ from .hinge_fast import solve_hinge_l1
 from .hinge_programs import hinge_socp
 from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
+from .prox_newton import prox_newton
 from .solver import Problem
 from .weights import reduce_rows
 
 # Eigenvalues of a working set's Gram matrix below this fraction of the largest count as zero
 # (directions in which no row varies): the virtual rows keep the others.
 GRAM_EIG_FLOOR = 1e-13
+# Proximal Newton iterations of a sharded logistic working set, and the tolerance of each model
+# solve relative to the working set's (the model is minimised essentially exactly).
+NEWTON_MAX_ITER = 50
+NEWTON_MODEL_TOL = 1e-3
+NEWTON_MIN_DECREASE = 1e-16
 # Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
 WS_LP_TOL = 1e-10
 _COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
@@ -152,6 +158,9 @@ class ShardedProblem(Problem):
         loss, the Gram form instead (``_gram_rows``)."""
         if self.base.name == "squared":
             return self._gram_rows(ws)
+        if self.base.name == "logistic":  # solved by ``_newton_gram`` on the rank-local rows
+            self._ws = ws
+            return None, None, None, None, None
         comm = self.comm
         C = self.Y.shape[1]
         X = self.M.local_columns(ws)
@@ -175,6 +184,54 @@ class ShardedProblem(Problem):
         return (Mk.columns(np.arange(len(ws)), compact=compact), Yg[red.rows], red.weights,
                 self.base.weighted(red.weights, a), a)
 
+    def _newton_gram(self, W0: np.ndarray, reg: float, tol_abs: float) -> np.ndarray:
+        """Proximal Newton for the logistic loss on the working set, sharded: each iteration
+        all-reduces the model's Gram sums Q = sum_i s_i h_i x_i x_i^T and g = sum_i s_i l'_i x_i
+        (|ws| (|ws| + 1) numbers), rank 0 minimises the model (a squared loss on virtual rows,
+        ``_virtual_rows``) and broadcasts the step, and the Armijo line search all-reduces the
+        objective (one number per trial). Stops when the working set's duality gap (the gradient
+        made feasible, its conjugate all-reduced) is below ``tol_abs``, as ``prox_newton`` does."""
+        comm, pen, fit = self.comm, self.pen, self.base
+        X = self.M.local_columns(self._ws).astype(np.float64)
+        W = np.array(W0, dtype=np.float64)
+        Z = X @ W
+        k = X.shape[1]
+
+        def objective(Z_, W_):
+            local = np.array([self.s @ fit.losses(Z_, self.Y)])
+            return float(comm.allreduce_sum(local)[0]) + reg * pen.value(W_)
+
+        obj = objective(Z, W)
+        for _ in range(NEWTON_MAX_ITER):
+            G, H = fit.grad_hess(Z, self.Y)
+            U = self.fit.dual_direction(Z, self.Y)  # s_i l'_i: the gradient, this rank's rows
+            sX = X * (self.s * H[:, 0])[:, None]
+            total = comm.allreduce_sum(np.concatenate([sX.T @ X, X.T @ U], axis=1))
+            Q, g = total[:, :k], total[:, k:]
+            scale, pen_conjugate = pen.feasible_dual(g, reg)
+            if self.fit.in_domain(scale * U, self.Y):
+                dual = -self.fit.conjugate(scale * U, self.Y) - pen_conjugate
+                if obj - dual <= tol_abs:
+                    break
+            V = None
+            if comm.rank == 0:  # the model's minimiser v: 1/2 v^T Q v - v^T (Q W - g) + reg pen(v)
+                L, Yv = _virtual_rows(Q, Q @ W - g)
+                V = prox_newton(L, Yv, W, DATAFITS["squared"], pen, reg, NEWTON_MODEL_TOL * tol_abs)
+            dW = comm.broadcast_object(V) - W
+            decrease = float(np.sum(g * dW)) + reg * (pen.value(W + dW) - pen.value(W))
+            if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
+                break
+            R, t = X @ dW, 1.0
+            for _ in range(40):
+                new = objective(Z + t * R, W + t * dW)
+                if new <= obj + 1e-4 * t * decrease:
+                    break
+                t *= 0.5
+            else:
+                break
+            W, Z, obj = W + t * dW, Z + t * R, new
+        return W
+
     def _gram_rows(self, ws: np.ndarray):
         """The squared loss's working-set subproblem from sums alone: Q = sum_i s_i x_i x_i^T and
         B = sum_i s_i x_i y_i^T over all ranks (one all-reduce of |ws| (|ws| + C) numbers,
@@ -189,14 +246,8 @@ class ShardedProblem(Problem):
         total = self.comm.allreduce_sum(local)
         if self.comm.rank != 0:
             return None, None, None, None, None
-        Q, B = total[:, :k], total[:, k:]
-        lam, V = np.linalg.eigh((Q + Q.T) / 2)
-        keep = lam > GRAM_EIG_FLOOR * max(lam.max(), 0.0)
-        root = np.sqrt(np.where(keep, lam, 0.0))
-        L = root[:, None] * V.T
-        Yv = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)[:, None] * (V.T @ B)
-        scale = np.sqrt(k)
-        return np.asfortranarray(scale * L), scale * Yv, None, self.base, None
+        L, Yv = _virtual_rows(total[:, :k], total[:, k:])
+        return L, Yv, None, self.base, None
 
     def conic_solver(self):
         """Hinge working sets all reach the loop here (the row-generation LP of one process needs
@@ -204,7 +255,11 @@ class ShardedProblem(Problem):
         return hinge_socp if self.pen.conic == "socp" and self.Y.shape[1] > 1 else _hinge_lp
 
     def solve_ws(self, solver, *args):
-        """Rank 0 solves; every rank gets its result (multipliers cut into each rank's rows)."""
+        """Rank 0 solves; every rank gets its result (multipliers cut into each rank's rows).
+        The logistic loss's proximal Newton runs on every rank instead (``_newton_gram``)."""
+        if solver is prox_newton and self.base.name == "logistic":
+            _, _, W0, _, _, reg, tol_abs = args
+            return self._newton_gram(W0, reg, tol_abs)
         out = None
         if self.comm.rank == 0:
             out = solver(*args)
@@ -221,6 +276,19 @@ class ShardedProblem(Problem):
         pos = self._local_inverse >= 0
         out[pos] = mine[self._local_inverse[pos]]
         return out
+
+
+def _virtual_rows(Q: np.ndarray, B: np.ndarray):
+    """k rows L and labels Yv with L^T L = k Q and L^T Yv = k B, so that the squared loss
+    (1 / 2k) ||L v - Yv||^2 = 1/2 v^T Q v - v^T B + constant: Q = V diag(lam) V^T, L = sqrt(k)
+    diag(sqrt(lam)) V^T, Yv = sqrt(k) diag(1 / sqrt(lam)) V^T B over the eigenvalues kept."""
+    k = Q.shape[0]
+    lam, V = np.linalg.eigh((Q + Q.T) / 2)
+    keep = lam > GRAM_EIG_FLOOR * max(lam.max(), 0.0)
+    root = np.sqrt(np.where(keep, lam, 0.0))
+    Yv = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)[:, None] * (V.T @ B)
+    scale = np.sqrt(k)
+    return np.asfortranarray(scale * (root[:, None] * V.T)), scale * Yv
 
 
 def _hinge_lp(X, Y, reg, weights):
