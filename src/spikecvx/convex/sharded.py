@@ -10,11 +10,13 @@ this module imports no torch. What is summed:
 * ``D^T U`` (P x C per outer iteration, and once more when the dual extrapolation fires), the
   squared column norms (once), the objective and the conjugate (scalars), the domain test, and
   the small Gram matrix of the dual extrapolation;
-* the working-set subproblem is not sharded: the rows of the working-set columns are merged
-  where they repeat (on each process, then across processes) and gathered on rank 0, which
-  solves the subproblem exactly as one process would and broadcasts the coefficients (and, for
-  the hinge programs, the multipliers). This costs n x |ws| entries per outer iteration at
-  most; docs/design/distributed.md has the numbers.
+* the working-set subproblem: for the squared loss, its Gram sums (|ws| x (|ws| + C) numbers,
+  whatever n is), solved on rank 0; for the logistic loss, proximal Newton on the rank-local rows
+  with each Newton model's Gram sums all-reduced; for softmax and the hinge losses, the rows of
+  the working-set columns merged where they repeat (on each process, then across processes) and
+  gathered on rank 0, which solves the subproblem as one process would and broadcasts the
+  coefficients (and, for the hinge programs, the multipliers): n x |ws| entries per outer
+  iteration at most. docs/design/distributed.md has the numbers.
 
 The loss values, the labels' encoding (classes of all processes) and the sample weights
 (normalised by the sum over all processes) are global, so every process returns the same
