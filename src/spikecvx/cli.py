@@ -7,6 +7,7 @@ A user error (a bad config, results folder or device) ends with one line
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,9 +18,13 @@ EPILOG = """examples:
   spikecvx run my_grid.toml --out runs/mine
   spikecvx report runs/reproduce           # table (and plots) of a results folder
   spikecvx export model.pt --nir model.nir # a saved network as a NIR graph
+  torchrun --nproc-per-node 4 -m spikecvx run my_grid.toml   # 4 ranks; rank 0 writes
 
 Results go to OUT/results.jsonl, one line per finished cell; rerunning the same command
-resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end."""
+resumes and skips finished cells. OUT/report.md and PNG plots are rewritten at the end.
+Under torchrun every cell's training rows are split among the ranks (validation and test rows
+are every rank's); collectives time out after SPIKECVX_DIST_TIMEOUT seconds (default 300), and a
+rank that fails stops the others."""
 
 
 def _run(cells, args) -> int:
@@ -28,13 +33,43 @@ def _run(cells, args) -> int:
     from .experiments.runner import check_out
 
     check_device(args.device, "--device")
+    comm = _init_distributed(args.device)
+    extra = {} if comm is None else {"distributed": comm}
+
+    def cell_runner(cell):
+        return run_cell(cell, args.device, args.data_dir, **extra)
+
+    if comm is not None and comm.rank != 0:  # the other ranks compute; rank 0 writes and reports
+        run_cells(cells, cell_runner, args.out, progress=False, log=lambda _: None, comm=comm)
+        return 0
     check_out(args.out)
-    records = run_cells(cells, lambda c: run_cell(c, args.device, args.data_dir), args.out,
-                        progress=not args.quiet)
+    records = run_cells(cells, cell_runner, args.out, progress=not args.quiet, comm=comm)
     print()
     print(write_report(records, args.out, with_plots=not args.no_plots))
     print(f"\nresults: {Path(args.out) / 'results.jsonl'}   report: {Path(args.out) / 'report.md'}")
     return 0
+
+
+def _init_distributed(device):
+    """The communicator of a run under torchrun (WORLD_SIZE > 1), else None."""
+    from .distributed import env_world_size, init_from_env
+
+    if env_world_size() <= 1:
+        return None
+    return init_from_env(device)
+
+
+def _rank_prefix() -> str:
+    """'rank R: ' inside a multi-rank run, so each rank's error line says where it came from."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK")
+    return f"rank {rank}: " if rank is not None and world not in ("", "0", "1") else ""
+
+
+def _close_distributed() -> None:
+    """Leave the process group (if any): peers still waiting on this rank fail at once."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def reproduce(args) -> int:
@@ -143,8 +178,17 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         message = " ".join(str(err).split())  # one line, whatever the message holds
-        print(f"spikecvx: error: {message}", file=sys.stderr)
+        print(f"spikecvx: error: {_rank_prefix()}{message}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        from .distributed import DistributedError  # only a distributed run can raise it
+
+        if args.debug or not isinstance(err, DistributedError):
+            raise
+        print(f"spikecvx: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 1
+    finally:
+        _close_distributed()
 
 
 if __name__ == "__main__":

@@ -80,8 +80,9 @@ class DualTracker:
     of F*, so the bound stays rigorous: ``best`` is always the dual value of ``point``.
     """
 
-    def __init__(self, fit, pen, reg, Y, depth: int = 5) -> None:
+    def __init__(self, fit, pen, reg, Y, depth: int = 5, reduce_sum=None) -> None:
         self.fit, self.pen, self.reg, self.Y, self.depth = fit, pen, reg, Y, depth
+        self.reduce_sum = reduce_sum  # sums the Anderson Gram matrix over row shards (None: one process)
         self.history: list[np.ndarray] = []
         self.best, self.point = -np.inf, None
 
@@ -100,16 +101,21 @@ class DualTracker:
         self._feasible_value(U, rmatmul(U) if DtU is None else DtU)
         self.history = (self.history + [U])[-self.depth :]
         if len(self.history) == self.depth:
-            U_acc = anderson(self.history)
+            U_acc = anderson(self.history, self.reduce_sum)
             if U_acc is not None:
                 self._feasible_value(U_acc, rmatmul(U_acc))
         return self.best
 
 
-def anderson(history: list[np.ndarray]) -> np.ndarray | None:
-    """Anderson extrapolation of a linearly converging sequence of iterates (None if singular)."""
+def anderson(history: list[np.ndarray], reduce_sum=None) -> np.ndarray | None:
+    """Anderson extrapolation of a linearly converging sequence of iterates (None if singular).
+
+    ``reduce_sum``: for iterates whose rows are sharded over processes, the function that sums
+    the small Gram matrix of differences over the shards (the weights then agree everywhere)."""
     diffs = np.stack([(b - a).ravel() for a, b in zip(history[:-1], history[1:])])
     gram = diffs @ diffs.T
+    if reduce_sum is not None:
+        gram = reduce_sum(gram)
     try:
         z = np.linalg.solve(gram + _ANDERSON_RIDGE * np.trace(gram) * np.eye(len(gram)), np.ones(len(gram)))
     except np.linalg.LinAlgError:

@@ -13,18 +13,18 @@ from .certificate import SolveResult
 from .datafits import DATAFITS
 from .matrix import DesignMatrix
 from .penalties import Penalty
-from .solver import check_solve_options, prepare, reg_max, solve_problem, warn_if_not_converged
+from .solver import check_solve_options, prepare_any, reg_max, solve_problem, warn_if_not_converged
 
 #: Default number of regularisation values of a path, used across the API.
 N_REGS = 8
 
 
 def reg_grid(D, y, loss: str = "squared", penalty: str | Penalty = "l1", n_regs: int = N_REGS,
-             min_ratio: float = 1e-3, sample_weight=None) -> np.ndarray:
+             min_ratio: float = 1e-3, sample_weight=None, distributed=None) -> np.ndarray:
     """Geometric grid of ``n_regs`` values from reg_max down to ``min_ratio * reg_max``."""
     n_regs = check_int("n_regs", n_regs)
     min_ratio = _check_min_ratio(min_ratio)
-    top = reg_max(D, y, loss, penalty, sample_weight)
+    top = reg_max(D, y, loss, penalty, sample_weight, distributed)
     if top == 0:
         raise ValueError("reg_max is 0 for this D and y: coef = 0 is optimal for every reg, there is no path")
     return top * np.geomspace(1.0, min_ratio, n_regs)
@@ -41,7 +41,8 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
          n_regs: int = N_REGS, min_ratio: float = 1e-3, progress: bool = False, *,
          tol: float = 1e-6, max_iter: int = 50, device: str | None = None, verbose: bool = False,
          sample_weight=None, D_val=None, y_val=None, patience: int | None = None,
-         score: Callable[[SolveResult, object, object], float] | None = None) -> list[SolveResult]:
+         score: Callable[[SolveResult, object, object], float] | None = None,
+         distributed=None) -> list[SolveResult]:
     """Solve along decreasing ``regs`` (default: a geometric grid from reg_max), warm-starting each.
 
     The problem is prepared once (weights checked, repeated rows merged) and every solve reuses
@@ -52,6 +53,9 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
     path stops once ``score(result, D_val, y_val)`` (larger is better; default the datafit's
     ``validation_score``) has not improved on its best for ``patience`` consecutive values; the
     results up to there are returned (``select`` then picks among them). Off by default.
+
+    ``distributed``: as in ``solve`` (D, y, sample_weight are this process's rows); early
+    stopping then follows rank 0's validation score, so every process stops at the same value.
     """
     check_bool("progress", progress)
     n_regs = check_int("n_regs", n_regs)
@@ -67,9 +71,9 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
                             f"got {type(score).__name__}")
     elif D_val is not None or y_val is not None:
         raise ValueError("D_val and y_val are used for early stopping only: pass patience as well")
-    problem = prepare(D, y, loss, penalty, sample_weight)
+    problem = prepare_any(D, y, loss, penalty, sample_weight, distributed)
     if regs is None:
-        regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio, sample_weight)
+        regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio, sample_weight, distributed)
     else:
         check_real_array("regs", regs)
         regs = np.asarray(regs, dtype=np.float64)
@@ -90,6 +94,8 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
         W = res.coef.reshape(problem.M.p, -1)
         if patience is not None:
             value = float(score(res, D_val, y_val))
+            if getattr(problem, "comm", None) is not None:
+                value = problem.comm.broadcast_object(value)
             best, since_best = (value, 0) if value > best else (best, since_best + 1)
             if since_best >= patience:
                 break

@@ -96,6 +96,29 @@ class Problem:
         """Normalised weights of the rows the solver works on."""
         return np.full(self.Mr.n, 1.0 / self.Mr.n) if self.reduction is None else self.reduction.weights
 
+    # The seam of a row-sharded solve (``sharded.ShardedProblem`` overrides these): in one process
+    # the working-set rows are the reduced rows and nothing is summed across processes.
+    reduce_sum = None
+
+    def ws_rows(self, ws: np.ndarray, compact: bool = False):
+        """The working-set subproblem: (columns ws of the rows (``DesignMatrix.columns``),
+        labels, weights or None, datafit of the proximal-Newton model, row scale or None)."""
+        weights = None if self.reduction is None else self.reduction.weights
+        return self.Mr.columns(ws, compact=compact), self.Yr, weights, self.inner, self.row_scale
+
+    def conic_solver(self):
+        """The exact program of a hinge working set that reaches the loop: group L1 with several
+        outputs (the LP cases go to ``hinge_fast`` in one process)."""
+        return hinge_socp
+
+    def solve_ws(self, solver, *args):
+        """``solver(*args)``, the working-set subproblem: here, in this process."""
+        return solver(*args)
+
+    def local_multipliers(self, alpha: np.ndarray | None) -> np.ndarray | None:
+        """Multipliers of the subproblem's rows as multipliers of the rows of ``Mr``."""
+        return alpha
+
 
 def prepare(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None,
             merge: bool = True) -> Problem:
@@ -115,20 +138,39 @@ def prepare(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_w
                    fit.weighted(red.weights), fit.weighted(red.weights, a), a)
 
 
-def reg_max(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None) -> float:
+def prepare_any(D, y, loss, penalty, sample_weight, distributed) -> Problem:
+    """``prepare`` in one process, ``sharded.prepare_sharded`` when ``distributed`` names a
+    communicator or process group."""
+    from .sharded import communicator_of, prepare_sharded
+
+    comm = communicator_of(distributed)
+    if comm is None:
+        return prepare(D, y, loss, penalty, sample_weight)
+    return prepare_sharded(D, y, loss, penalty, sample_weight, comm)
+
+
+def reg_max(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None,
+            distributed=None) -> float:
     """The smallest reg for which W = 0 is optimal (exact), from the gradient of the loss at 0.
 
     It is 0 when W = 0 is optimal for every reg (e.g. y = 0 for the squared loss). Raises
-    ValueError when it is not finite in float64 (data too large). ``sample_weight`` as in ``solve``.
+    ValueError when it is not finite in float64 (data too large). ``sample_weight`` and
+    ``distributed`` as in ``solve``.
     """
-    M = DesignMatrix(D)
-    fit, pen, Y, _ = _check_problem(M, y, loss, penalty)
-    s = check_sample_weight(sample_weight, M.n)
-    if s is not None:
-        fit = fit.weighted(s)
-    U0 = fit.dual_direction(np.zeros_like(Y), Y)
-    with np.errstate(over="ignore", invalid="ignore"):
-        top = pen.reg_max(M.rmatmul(U0))
+    if distributed is not None and distributed is not False:
+        from .sharded import sharded_reg_max
+
+        problem = prepare_any(D, y, loss, penalty, sample_weight, distributed)
+        M, top = problem.M, sharded_reg_max(problem)
+    else:
+        M = DesignMatrix(D)
+        fit, pen, Y, _ = _check_problem(M, y, loss, penalty)
+        s = check_sample_weight(sample_weight, M.n)
+        if s is not None:
+            fit = fit.weighted(s)
+        U0 = fit.dual_direction(np.zeros_like(Y), Y)
+        with np.errstate(over="ignore", invalid="ignore"):
+            top = pen.reg_max(M.rmatmul(U0))
     if not np.isfinite(top):
         raise ValueError(f"reg_max is not finite in float64: D or y hold values too large "
                          f"(max |D| = {_max_abs(M):.3g}); rescale them")
@@ -152,6 +194,7 @@ def solve(
     device: str | None = None,
     verbose: bool = False,
     sample_weight=None,
+    distributed=None,
 ) -> SolveResult:
     """Solve the sparse GLM to relative duality gap ``tol`` and return the certificate.
 
@@ -174,6 +217,12 @@ def solve(
         sample_weight: (n,) non-negative weights, not all zero (scikit-learn's meaning): the
             objective becomes sum_i w_i loss_i / sum_i w_i + reg * penalty. A row of weight 0 is
             ignored. Repeated (row, label) pairs are merged into weights whatever this is.
+        distributed: None (one process); True (the default torch.distributed process group), a
+            process group, or a communicator (see ``convex.sharded``): D, y and sample_weight are
+            this process's rows (possibly none) of one problem, and every process returns the
+            solution and certificate of the whole problem (``dual_point``: this process's rows).
+            Each working-set subproblem is solved on rank 0 over the gathered rows of its
+            columns (hinge + L1 included: ``hinge_fast`` per working set, not once for all).
 
     Returns:
         ``SolveResult``, whose primal, dual and gap always describe the returned ``coef`` in the
@@ -185,7 +234,7 @@ def solve(
             (D or y hold values too large to represent the problem).
     """
     t0 = time.perf_counter()
-    problem = prepare(D, y, loss, penalty, sample_weight)
+    problem = prepare_any(D, y, loss, penalty, sample_weight, distributed)
     reg = check_positive("reg", reg)
     tol, max_iter = check_solve_options(tol, max_iter, device, verbose)
     W = _initial_coef(warm_start, problem.M.p, problem.Y.shape[1])
@@ -224,7 +273,8 @@ def uses_fast_hinge(problem: Problem) -> bool:
     """Whether ``solve_problem`` hands the problem to ``hinge_fast.solve_hinge_l1``: hinge losses
     with a penalty that is a linear program (L1, or group L1 with one output)."""
     C = problem.Y.shape[1]
-    return problem.fit.subproblem == "conic" and (problem.pen.conic == "lp" or C == 1)
+    return (problem.fit.subproblem == "conic" and (problem.pen.conic == "lp" or C == 1)
+            and problem.reduce_sum is None)
 
 
 def solve_problem(problem: Problem, reg: float, tol: float, max_iter: int, W: np.ndarray,
@@ -283,7 +333,7 @@ def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
     certificate of the reduced rows (the same problem)."""
     M, Y, fit, pen = problem.Mr, problem.Yr, problem.fit_r, problem.pen
     col_norms = M.column_norms
-    tracker = DualTracker(fit, pen, reg, Y)
+    tracker = DualTracker(fit, pen, reg, Y, reduce_sum=problem.reduce_sum)
     alpha = None  # multipliers of the last exact (conic) working-set solve
     ws_size = ws_min = min(M.p, WS_MIN_COLUMNS)
     prev_gap = np.inf
@@ -315,18 +365,18 @@ def _solve_working_set(problem: Problem, reg, tol, max_iter, W, verbose):
                 ws_size = M.p  # an interior-point LP on most columns costs about what all of them cost
         prev_gap = gap
         ws = np.sort(np.argpartition(priority, ws_size - 1)[:ws_size])
-        X = M.columns(ws, compact=not exact)  # the smooth solver takes a uint8 D as it is
-        if exact:  # hinge + group L1 with several outputs (the LP cases go to ``hinge_fast``)
-            weights = None if problem.reduction is None else problem.reduction.weights
-            W_ws, alpha = hinge_socp(X, Y, reg, weights)
+        X, Y_ws, weights, inner, row_scale = problem.ws_rows(ws, compact=not exact)
+        if exact:  # hinge + group L1 with several outputs (in one process the LP cases go to ``hinge_fast``)
+            W_ws, alpha = problem.solve_ws(problem.conic_solver(), X, Y_ws, reg, weights)
+            alpha = problem.local_multipliers(alpha)
         else:
             # solved to a fraction of the current gap (or to the final tolerance once the working
             # set is everything)
             sub_tol = (FINAL_SUB_TOL_FRACTION * tol * max(1.0, abs(primal)) if ws_size == M.p
                        else SUB_TOL_FRACTION * gap)
-            if problem.row_scale is not None:  # weighted rows: a float copy of the working set
-                X = X * problem.row_scale[:, None]
-            W_ws = prox_newton(X, Y, W[ws], problem.inner, pen, reg, sub_tol)
+            if row_scale is not None:  # weighted rows: a float copy of the working set
+                X = X * row_scale[:, None]
+            W_ws = problem.solve_ws(prox_newton, X, Y_ws, W[ws], inner, pen, reg, sub_tol)
         W = np.zeros_like(W)
         W[ws] = W_ws
     if not converged:  # max_iter ran out after an update: certify the coefficients that are returned

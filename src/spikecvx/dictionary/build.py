@@ -3,6 +3,9 @@
 Built in batches of samples and chunks of time steps, so peak memory is the dictionary itself
 (uint8, one byte per entry) plus one batch's activations. Optional de-duplication keeps one
 column per distinct pattern and the map from every witness neuron to its column.
+
+With ``distributed``, every rank builds the rows of its own samples and the de-duplication is
+global: a column is a duplicate only if it equals the other column on every rank's rows.
 """
 
 from __future__ import annotations
@@ -87,6 +90,41 @@ def dedup_columns(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse.ravel()]
 
 
+def dedup_columns_distributed(matrix: np.ndarray, comm) -> tuple[np.ndarray, np.ndarray]:
+    """``dedup_columns`` of the row-wise concatenation of every rank's ``matrix`` (same columns).
+
+    Each rank labels its columns by their exact local pattern (``dedup_columns``'s inverse, a
+    collision-free hash of the shard); the labels of all ranks are gathered, and two columns are
+    the same pattern exactly when their labels agree on every rank. Every rank gets the same
+    (first, inverse), distinct columns in order of first appearance. Communication: one
+    all-gather of P int32 labels per rank.
+    """
+    labels = dedup_columns(matrix)[1].astype(np.int32)
+    gathered = comm.allgather(labels)
+    if any(len(g) != len(labels) for g in gathered):
+        raise ValueError(f"the dictionary has {len(labels)} columns on rank {comm.rank} but "
+                         f"{[len(g) for g in gathered]} across the ranks; every rank must use the same "
+                         f"network")
+    keys = np.ascontiguousarray(np.stack(gathered, axis=1))  # (P, world): a column's labels on every shard
+    keys = keys.view(np.dtype((np.void, keys.dtype.itemsize * keys.shape[1])))[:, 0]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse.ravel()]
+
+
+def _fingerprint(net: ParallelSNN) -> np.ndarray:
+    """A few float64 moments of every hidden (and recurrent) weight tensor: equal on every rank for
+    the same network."""
+    out = []
+    for w in list(net.hidden) + list(getattr(net, "recurrent_weights", [])):
+        v = w.detach().to("cpu", torch.float64).reshape(-1)
+        ramp = torch.linspace(-1.0, 1.0, len(v), dtype=torch.float64)
+        out += [float(v.sum()), float((v * v).sum()), float((v * ramp).sum()), float(len(v))]
+    return np.array(out + [net.beta, net.threshold, net.last_width], dtype=np.float64)
+
+
 def _row_bytes(net: ParallelSNN) -> int:
     """Working bytes per (sample, step) row of one pass: twice the most that is alive at once (a
     layer's input, its currents and its float spikes; the last layer writes uint8 features into
@@ -131,6 +169,7 @@ def spike_dictionary(
     memory_limit: int | None = None,
     time_chunk: int | None = None,
     progress: bool = False,
+    distributed=None,
 ) -> SpikeDictionary:
     """Binary dictionary of ``net``'s readout features over the inputs ``X``.
 
@@ -143,6 +182,11 @@ def spike_dictionary(
         memory_limit: bytes; raise ValueError before allocating if the estimate exceeds it.
         time_chunk: time steps per pass (default: chosen like ``batch_size``).
         progress: show a progress bar.
+        distributed: True (the default torch.distributed process group) or a process group:
+            ``X`` holds this rank's samples (possibly none), the rows returned are this rank's,
+            and ``dedup`` keeps the columns that are distinct over all ranks' rows, the same
+            columns in the same order on every rank. Every rank must pass the same network.
+            Without ``dedup``, ``n_distinct`` counts the patterns of this rank's rows only.
 
     Returns:
         A ``SpikeDictionary`` with (N, P) rows for the "last" readout or (N*T, P) for "every".
@@ -160,12 +204,22 @@ def spike_dictionary(
         check_int("memory_limit", memory_limit)
     check_bool("dedup", dedup)
     check_bool("progress", progress)
+    comm = None
+    if distributed is not None and distributed is not False:
+        from ..distributed import communicator
+
+        comm = communicator(distributed)
     x = net.check_input(X, time_dim, name="X")  # checks shape, dtype and values; converts
     N, T, _ = x.shape
-    if N == 0:
+    if comm is not None:
+        comm.check_same("the witness network (net)", _fingerprint(net))
+        comm.check_same("the number of time steps of X", [T])
+        if comm.sum_scalar(N) == 0:
+            raise ValueError("X must hold at least one sample on some rank, but every rank's X is empty")
+    elif N == 0:
         raise ValueError(f"X must hold at least one sample, got shape {tuple(np.shape(X))}")
     steps = T if net.readout_at == "every" else 1
-    bs, tc = plan_passes(net, N, T, batch_size, time_chunk)
+    bs, tc = plan_passes(net, max(N, 1), T, batch_size, time_chunk)
     need = estimate_bytes(net, N, tc, bs)
     if memory_limit is not None and need > memory_limit:
         raise ValueError(
@@ -191,6 +245,6 @@ def spike_dictionary(
     neurons = np.arange(net.last_width)
     if not dedup:
         return SpikeDictionary(out, neurons, neurons, steps)
-    first, inverse = dedup_columns(out)
+    first, inverse = dedup_columns(out) if comm is None else dedup_columns_distributed(out, comm)
     return SpikeDictionary(np.ascontiguousarray(out[:, first]), inverse, first, steps, True)
 

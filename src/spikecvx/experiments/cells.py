@@ -42,22 +42,36 @@ def _slim(report: FitReport) -> dict:
     return out
 
 
-def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, cell, augment=None):
+def _train(method: str, Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, cell, augment=None,
+           distributed=None):
     """Train with ``method``; the hybrids fine-tune on the disjoint split (Xft, yft)/(Xfv, yfv).
 
     The cell supplies any of the method's options (``METHODS[method].options``); the others keep
     their defaults. ``augment`` transforms the training mini-batches of every SG stage."""
     m = get_method(method)
     options = {k: cell[k] for k in m.options if k in cell}
+    extra = {} if distributed is None else {"distributed": distributed}
     return m.fit(Xtr, ytr, Xva, yva, net_kw, heads, seed=cell["seed"], fine_tune_split=(Xft, yft, Xfv, yfv),
-                 augment=augment, **options)
+                 augment=augment, **options, **extra)
 
 
-def run_cell(cell: dict, device: str | None = None, data_dir: str | None = None) -> dict:
+def _shard(X, y, comm):
+    """This rank's contiguous share of the rows of (X, y) (y: one array, or one per head)."""
+    from ..distributed import shard_range
+
+    a, b = shard_range(len(X), comm.rank, comm.world_size)
+    ys = [v[a:b] for v in y] if isinstance(y, (list, tuple)) else y[a:b]
+    return X[a:b], ys
+
+
+def run_cell(cell: dict, device: str | None = None, data_dir: str | None = None, distributed=None) -> dict:
     """Train and evaluate one cell.
 
     ``device`` places the networks; ``data_dir`` is the dataset folder of tasks that read one
     (used when the cell names none). Neither is part of the cell's key in a results file.
+    ``distributed`` (a ``spikecvx.distributed.Communicator``): the training rows (and those of
+    the fine-tuning split) are cut into one contiguous shard per rank and the method trains
+    distributed; validation and test rows are every rank's, so every rank returns the same result.
     """
     check_cell(cell, METHODS)
     if device is not None:
@@ -69,8 +83,10 @@ def run_cell(cell: dict, device: str | None = None, data_dir: str | None = None)
     net_kw = dict(cell["net"], readout=cell["net"].get("readout", spec.readout), readout_at=spec.readout_at)
     heads = [Head(*h) for h in spec.heads(cell)]
     (Xtr, ytr), (Xva, yva), (Xft, yft), (Xfv, yfv) = data.train, data.val, data.tune, data.tune_val
+    if distributed is not None:
+        (Xtr, ytr), (Xft, yft) = _shard(Xtr, ytr, distributed), _shard(Xft, yft, distributed)
     net, rep = _train(cell["method"], Xtr, ytr, Xva, yva, Xft, yft, Xfv, yfv, net_kw, heads, cell,
-                      spec.augment(cell))
+                      spec.augment(cell), distributed)
     # only a certified method's returned readout is the convex solution its certificates describe
     certificates = _certificates(rep) if get_method(cell["method"]).certified else {}
     return dict(spec.evaluate(net, data, cell), chance=spec.chance(cell), certificates=certificates,

@@ -125,19 +125,32 @@ def check_out(out: str | Path) -> Path:
 
 
 def run_cells(cells: Iterable[dict], run_cell: Callable[[dict], dict], out: str | Path,
-              progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+              progress: bool = True, log: Callable[[str], None] = print, comm=None) -> list[dict]:
     """Run every cell not yet in ``out/results.jsonl``; returns all records of the folder.
 
     ``run_cell(cell)`` returns a dict of results; the record written is the cell plus those
     results under "result", plus the seconds it took. Lines of the file that are not records
     are reported on stderr, skipped and kept.
+
+    ``comm`` (a ``spikecvx.distributed.Communicator``): every rank runs the same cells (rank 0
+    reads the folder and tells the others which are left); rank 0 alone logs and writes, and
+    the other ranks return an empty list.
     """
-    out = check_out(out)
-    done = {cell_key(r["cell"]) for r in load_results(out)}
+    lead = comm is None or comm.rank == 0
     cells = list(cells)
-    todo = [c for c in cells if cell_key(c) not in done]
-    if len(todo) < len(cells):
-        log(f"resuming in {out}: {len(cells) - len(todo)} of {len(cells)} cells already finished")
+    todo = None
+    if lead:
+        out = check_out(out)
+        done = {cell_key(r["cell"]) for r in load_results(out)}
+        todo = [c for c in cells if cell_key(c) not in done]
+        if len(todo) < len(cells):
+            log(f"resuming in {out}: {len(cells) - len(todo)} of {len(cells)} cells already finished")
+    if comm is not None:
+        todo = comm.broadcast_object(todo, src=0)
+    if not lead:
+        for cell in todo:
+            run_cell(cell)
+        return []
     bar = tqdm(todo, desc="cells", disable=not progress, unit="cell")
     for cell in bar:
         bar.set_postfix_str(f"{cell['task']} {cell['method']} seed={cell['seed']}")

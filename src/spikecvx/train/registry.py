@@ -68,7 +68,7 @@ class Method:
 
     def fit(self, X_train, y_train, X_val, y_val, net_kwargs: dict, heads: list[Head] | None = None, *,
             seed: int = 0, fine_tune_split: Split | None = None, augment: Augment | None = None,
-            progress: bool = False, device: str | torch.device | None = None,
+            progress: bool = False, device: str | torch.device | None = None, distributed=None,
             **options) -> tuple[ParallelSNN, FitReport]:
         """Train; returns (network, report).
 
@@ -81,13 +81,22 @@ class Method:
                 fine-tune on the validation split, validate on the training split).
             augment: transforms every training mini-batch of the SG stages (see ``train_sg``).
             options: the method's ``options``, overriding their defaults.
+            distributed: True (the default torch.distributed group) or a process group: the
+                training splits (``X_train`` and the fine-tuning split's training part) are this
+                rank's rows; the validation splits are the same on every rank. Methods that
+                cannot run distributed raise ValueError.
         """
         opts = self.resolve(options)
         split = (X_train, y_train, X_val, y_val)
         ft_split = fine_tune_split if fine_tune_split is not None else (X_val, y_val, X_train, y_train)
         if len(ft_split) != 4:
             raise ValueError(f"fine_tune_split must be (X, y, X_val, y_val), got {len(ft_split)} items")
-        return self.run(split, ft_split, net_kwargs, heads, seed, opts, augment, progress, device)
+        if distributed is None or distributed is False:
+            return self.run(split, ft_split, net_kwargs, heads, seed, opts, augment, progress, device)
+        if "distributed" not in inspect.signature(self.run).parameters:
+            raise ValueError(f"method {self.name!r} does not run distributed")
+        return self.run(split, ft_split, net_kwargs, heads, seed, opts, augment, progress, device,
+                        distributed=distributed)
 
 
 def _pick(opts: dict, keys) -> dict:
@@ -98,28 +107,30 @@ def _sg_kw(opts: dict, augment) -> dict:
     return dict(_pick(opts, SG_OPTIONS), lrs=tuple(opts["lrs"]), augment=augment)
 
 
-def _run_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+def _run_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, device, distributed=None):
     return fit_cvx(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
-                   **_pick(opts, CVX_OPTIONS))
+                   distributed=distributed, **_pick(opts, CVX_OPTIONS))
 
 
-def _run_sg(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+def _run_sg(split, ft_split, net_kw, heads, seed, opts, augment, progress, device, distributed=None):
     return fit_sg(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
-                  **_sg_kw(opts, augment))
+                  distributed=distributed, **_sg_kw(opts, augment))
 
 
-def _run_sg_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+def _run_sg_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, device, distributed=None):
     return fit_sg_cvx(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
-                      sg_kwargs=_sg_kw(opts, augment), **_pick(opts, _READOUT_KEYS))
+                      distributed=distributed, sg_kwargs=_sg_kw(opts, augment), **_pick(opts, _READOUT_KEYS))
 
 
 def _fine_tuned(name: str, first: Callable):
     """A hybrid: ``first`` trains on ``split``, then SG fine-tunes on ``ft_split``."""
 
-    def run(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
-        net, rep = first(split, ft_split, net_kw, heads, seed, opts, augment, progress, device)
+    def run(split, ft_split, net_kw, heads, seed, opts, augment, progress, device, distributed=None):
+        net, rep = first(split, ft_split, net_kw, heads, seed, opts, augment, progress, device,
+                         distributed=distributed)
         ft_kw = dict(_pick(opts, _FT_SG_KEYS), lrs=tuple(opts["ft_lrs"]), augment=augment)
-        tuned, ft = fine_tune(net, *ft_split, heads=heads, seed=seed, progress=progress, **ft_kw)
+        tuned, ft = fine_tune(net, *ft_split, heads=heads, seed=seed, progress=progress,
+                              distributed=distributed, **ft_kw)
         rep.method, rep.fine_tune = name, ft
         rep.time_total += ft.time_total
         return tuned, rep

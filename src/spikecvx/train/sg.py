@@ -5,6 +5,10 @@ ReduceLROnPlateau, early stopping, the best state (lowest validation loss) kept,
 regulariser and mini-batch augmentation, several heads on one trunk, losses at the last step or at
 every step. The forward pass is the same ``ParallelSNN`` code that
 builds spike dictionaries, so an SG network is a valid witness for SG-CVX as it stands.
+
+With ``distributed``, every rank holds its own rows and the network is wrapped in
+``DistributedDataParallel``; each step's loss is the mean over the rows of all ranks, so a run
+on shards follows the one-process run on the concatenated rows.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ def path_norm(net: ParallelSNN) -> torch.Tensor:
 
 def _objective(net, X, targets, heads, slices, weights_sum):
     out = net(X)
+    if X.shape[0] == 0:  # a rank without rows in this step: zero loss, every parameter in the graph
+        return out.sum() * 0.0
     out = out.reshape(-1, out.shape[-1])
     total = 0.0
     for h, sl, y in zip(heads, slices, targets):
@@ -60,7 +66,8 @@ def _objective(net, X, targets, heads, slices, weights_sum):
 def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head] | None = None,
              lrs=(1e-3, 3e-3, 1e-2), epochs: int = 100, batch_size: int | None = None,
              path_norm_reg: float = 0.0, weight_decay: float = 0.0, augment: Augment | None = None,
-             patience: int = 20, seed: int = 0, progress: bool = False) -> tuple[ParallelSNN, FitReport]:
+             patience: int = 20, seed: int = 0, progress: bool = False,
+             distributed=None) -> tuple[ParallelSNN, FitReport]:
     """Train ``net`` (not modified) by surrogate gradients; returns (best network, report).
 
     Args:
@@ -77,12 +84,18 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
             (for example ``spikecvx.tasks.mnist_shift_augment``); labels are unchanged.
         patience: epochs without validation improvement before stopping; the learning rate
             halves after patience // 2 (ReduceLROnPlateau).
+        distributed: True (the default torch.distributed group) or a process group: the splits
+            are this rank's rows (a rank may have none), the network is trained with
+            ``DistributedDataParallel``, ``batch_size`` counts the rows of all ranks together,
+            and the validation loss is the mean over every rank's validation rows. Every rank
+            returns the same network and report.
     """
     X_train = torch.as_tensor(X_train, dtype=net.dtype, device=net.device)
     X_val = torch.as_tensor(X_val, dtype=net.dtype, device=net.device)
     check_finite("X_train", X_train)
     check_finite("X_val", X_val)
-    heads = heads or smooth_heads(default_heads(y_train, n_classes=net.n_out))
+    shards = _Shards(distributed, X_train.shape[0], X_val.shape[0])
+    heads = heads or smooth_heads(default_heads(shards.all_labels(y_train), n_classes=net.n_out))
     if sum(h.size for h in heads) != net.n_out:
         raise ValueError(f"heads cover {sum(h.size for h in heads)} outputs, the network has {net.n_out}")
     epochs = check_int("epochs", epochs)
@@ -106,33 +119,31 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
         return [torch.as_tensor(np.asarray(y).reshape(-1), device=net.device) for y in ys]
 
     ytr, yva = flat(y_train, X_train, "y_train"), flat(y_val, X_val, "y_val")
-    n = X_train.shape[0]
-    bs = n if batch_size is None else check_int("batch_size", batch_size)
+    bs = None if batch_size is None else check_int("batch_size", batch_size)
 
     t0 = time.perf_counter()
     best_net, best_val, best_lr, runs = None, math.inf, None, []
     for lr in lrs:
         torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed + _RANK_SEED_STRIDE * shards.rank)
         model = copy.deepcopy(net).train()
+        forward = shards.wrap(model)
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 2))
         run_best, run_state, stale, history = math.inf, None, 0, []
         bar = tqdm(range(epochs), desc=f"SG lr={lr:g}", disable=not progress, leave=False)
         for _ in bar:
-            order = torch.randperm(n, generator=gen) if bs < n else torch.arange(n)
-            for a in range(0, n, bs):
-                idx = order[a:a + bs]
+            for idx, scale in shards.batches(bs, gen):
                 rows = _row_index(idx, model, X_train.shape[1])
-                xb = X_train[idx] if augment is None else augment(X_train[idx], gen)
-                loss = _objective(model, xb, [y[rows] for y in ytr], heads, slices, wsum)
+                xb = X_train[idx] if augment is None or len(idx) == 0 else augment(X_train[idx], gen)
+                loss = scale * _objective(forward, xb, [y[rows] for y in ytr], heads, slices, wsum)
                 if path_norm_reg:
                     loss = loss + path_norm_reg * path_norm(model)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             with torch.no_grad():
-                val = float(_objective(model, X_val, yva, heads, slices, wsum))
+                val = shards.val_mean(float(_objective(model, X_val, yva, heads, slices, wsum)))
             history.append(val)
             sched.step(val)
             bar.set_postfix(val_loss=f"{val:.4f}")
@@ -151,6 +162,77 @@ def train_sg(net: ParallelSNN, X_train, y_train, X_val, y_val, heads: list[Head]
     report = FitReport(method="sg", sg=SGFit(lr=best_lr, val_loss=best_val, runs=tuple(runs)),
                        time_total=time.perf_counter() - t0)
     return best_net.eval(), report
+
+
+# Rank r draws its mini-batches with seed + r * _RANK_SEED_STRIDE.
+_RANK_SEED_STRIDE = 1_000_003
+
+
+class _Shards:
+    """Row shards of a distributed run (one shard, and no communication, in one process).
+
+    A step's loss on each rank is its rows' mean times ``scale`` = world * local rows / rows of
+    all ranks in the step, so the gradient that ``DistributedDataParallel`` averages over ranks
+    is the gradient of the mean over all rows."""
+
+    def __init__(self, distributed, n: int, n_val: int) -> None:
+        from ..distributed import communicator  # torch.distributed only in distributed runs
+
+        self.comm = communicator(distributed)
+        self.rank = 0 if self.comm is None else self.comm.rank
+        self.sizes = np.array([n]) if self.comm is None else self.comm.allgather_sizes(n)
+        self.n_val = n_val
+        self.val_total = n_val if self.comm is None else int(self.comm.sum_scalar(n_val))
+        if self.sizes.sum() == 0:
+            raise ValueError("X_train must hold at least one sample" +
+                             ("" if self.comm is None else " on some rank"))
+        if self.val_total == 0:
+            raise ValueError("X_val must hold at least one sample" +
+                             ("" if self.comm is None else " on some rank"))
+
+    def all_labels(self, y):
+        """The labels of every rank (for the default heads, which must agree on every rank)."""
+        if self.comm is None or (isinstance(y, (list, tuple)) and
+                                 any(isinstance(v, (np.ndarray, torch.Tensor)) for v in y)):
+            return y
+        return np.concatenate(self.comm.allgather(np.asarray(y).reshape(-1)))
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.comm is None:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [model.device] if model.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, process_group=self.comm.group)
+
+    def batches(self, batch_size: int | None, gen: torch.Generator) -> list[tuple[torch.Tensor, float]]:
+        """(rows of this rank, loss scale) of every optimiser step of one epoch.
+
+        In one process: consecutive slices of ``batch_size`` rows of a random order. Distributed:
+        ceil(rows of all ranks / batch_size) steps on every rank; each rank cuts its random order
+        into that many near-equal parts, rotated by the rows of the ranks before it, so every
+        step's rows over all ranks number floor or ceil of the mean (never zero)."""
+        n, total = int(self.sizes[self.rank]), int(self.sizes.sum())
+        if self.comm is None:
+            bs = n if batch_size is None else batch_size
+            order = torch.randperm(n, generator=gen) if bs < n else torch.arange(n)
+            return [(order[a:a + bs], 1.0) for a in range(0, n, bs)]
+        steps = 1 if batch_size is None or batch_size >= total else math.ceil(total / batch_size)
+        order = torch.randperm(n, generator=gen) if steps > 1 else torch.arange(n)
+        counts = np.zeros((len(self.sizes), steps), dtype=np.int64)
+        for r, s in enumerate(self.sizes):
+            base = np.full(steps, s // steps)
+            base[: s % steps] += 1
+            counts[r] = np.roll(base, int(self.sizes[:r].sum()) % steps)
+        bounds = np.concatenate([[0], np.cumsum(counts[self.rank])])
+        world = len(self.sizes)
+        return [(order[a:b], world * (b - a) / t) for a, b, t in zip(bounds[:-1], bounds[1:], counts.sum(0))]
+
+    def val_mean(self, local_mean: float) -> float:
+        """Mean validation loss over every rank's validation rows."""
+        if self.comm is None:
+            return local_mean
+        return self.comm.sum_scalar(local_mean * self.n_val if self.n_val else 0.0) / self.val_total
 
 
 def _row_index(idx: torch.Tensor, net: ParallelSNN, T: int) -> torch.Tensor:

@@ -1,0 +1,369 @@
+"""Row-sharded solves: one problem whose rows are split over processes (SPMD).
+
+Every process holds some rows of D and y (any number, none included) and runs the same
+working-set loop as ``solver``. Everything that sums over rows is summed over the processes by a
+*communicator*, an object with ``rank``, ``world_size``, ``allreduce_sum`` / ``allreduce_min``
+(float64 arrays), ``allgather`` and ``gather`` (lists of arrays, the second on rank 0 only) and
+``broadcast_object``; ``spikecvx.distributed.Communicator`` is the torch.distributed one, and
+this module imports no torch. What is summed:
+
+* ``D^T U`` (P x C per outer iteration, and once more when the dual extrapolation fires), the
+  squared column norms (once), the objective and the conjugate (scalars), the domain test, and
+  the small Gram matrix of the dual extrapolation;
+* the working-set subproblem: for the squared loss, its Gram sums (|ws| x (|ws| + C) numbers,
+  whatever n is), solved on rank 0; for the logistic loss, proximal Newton on the rank-local rows
+  with each Newton model's Gram sums all-reduced; for softmax and the hinge losses, the rows of
+  the working-set columns merged where they repeat (on each process, then across processes) and
+  gathered on rank 0, which solves the subproblem as one process would and broadcasts the
+  coefficients (and, for the hinge programs, the multipliers): n x |ws| entries per outer
+  iteration at most. docs/design/distributed.md has the numbers.
+
+The loss values, the labels' encoding (classes of all processes) and the sample weights
+(normalised by the sum over all processes) are global, so every process returns the same
+coefficients and the same certificate as one process on the concatenated rows would, up to
+rounding; ``dual_point`` holds this process's rows of the dual point.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._validation import check_choice, check_real_array
+from .datafits import DATAFITS, Datafit, WeightedDatafit
+from .hinge_fast import solve_hinge_l1
+from .hinge_programs import hinge_socp
+from .matrix import DesignMatrix
+from .penalties import Penalty, get_penalty
+from .prox_newton import prox_newton
+from .solver import Problem
+from .weights import reduce_rows
+
+# Eigenvalues of a working set's Gram matrix below this fraction of the largest count as zero
+# (directions in which no row varies): the virtual rows keep the others.
+GRAM_EIG_FLOOR = 1e-13
+# Proximal Newton iterations of a sharded logistic working set, and the tolerance of each model
+# solve relative to the working set's (the model is minimised essentially exactly).
+NEWTON_MAX_ITER = 50
+NEWTON_MODEL_TOL = 1e-3
+NEWTON_MIN_DECREASE = 1e-16
+# Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
+WS_LP_TOL = 1e-10
+_COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
+
+
+def communicator_of(distributed):
+    """The communicator ``distributed`` names, or None for a one-process solve.
+
+    ``distributed``: None / False (one process), a communicator object (used as it is), or True
+    / a torch.distributed process group, for which ``spikecvx.distributed`` (and torch) is
+    imported here, and only here."""
+    if distributed is None or distributed is False:
+        return None
+    if all(hasattr(distributed, m) for m in _COMMUNICATOR_METHODS):
+        return distributed
+    return importlib.import_module("spikecvx.distributed").communicator(distributed)
+
+
+class ShardedMatrix:
+    """The rows of D held by this process, with products that sum over all processes."""
+
+    def __init__(self, D, comm) -> None:
+        if hasattr(D, "matrix") and not sp.issparse(D):
+            D = D.matrix
+        shape = np.shape(D)
+        if len(shape) != 2:
+            raise ValueError(f"D must be 2-D (n_samples, n_features), got shape {shape}")
+        self.comm = comm
+        self.n, self.p = shape
+        self.local = DesignMatrix(D) if self.n else None
+        self.sparse = self.local.sparse if self.local is not None else False
+        self.D = self.local.D if self.local is not None else np.zeros((0, self.p))
+        lo, hi = comm.allreduce_min(np.array([self.p])), -comm.allreduce_min(np.array([-self.p]))
+        if lo[0] != hi[0]:
+            raise ValueError(f"D has {self.p} columns on rank {comm.rank} but between {int(lo[0])} "
+                             f"and {int(hi[0])} across the ranks; every rank must hold the same columns")
+        if comm.allreduce_sum(np.array([self.n]))[0] == 0:
+            raise ValueError("D has no rows on any rank")
+        # working-set rows travel as uint8 when every rank with rows holds a 0/1-byte dictionary
+        small = self.n == 0 or (not self.sparse and self.D.dtype == np.uint8)
+        self.transfer_dtype = np.uint8 if comm.allreduce_min(np.array([float(small)]))[0] else np.float64
+
+    @cached_property
+    def column_sq_norms(self) -> np.ndarray:
+        local = self.local.column_sq_norms if self.local is not None else np.zeros(self.p)
+        return self.comm.allreduce_sum(local)
+
+    @cached_property
+    def column_norms(self) -> np.ndarray:
+        return np.sqrt(self.column_sq_norms)
+
+    def matmul(self, W: np.ndarray) -> np.ndarray:
+        """This process's rows of D W."""
+        return self.local.matmul(W) if self.local is not None else np.zeros((0, W.shape[1]))
+
+    def rmatmul(self, G: np.ndarray) -> np.ndarray:
+        """D^T G over every process's rows (G: this process's rows)."""
+        local = self.local.rmatmul(G) if self.local is not None else np.zeros((self.p, G.shape[1]))
+        return self.comm.allreduce_sum(local)
+
+    def local_columns(self, idx: np.ndarray) -> np.ndarray:
+        """This process's rows of columns idx, in D's own dtype (what travels to rank 0)."""
+        block = self.D[:, idx]
+        block = block.toarray() if sp.issparse(block) else block
+        return np.ascontiguousarray(block, dtype=self.transfer_dtype)
+
+
+class ShardedFit:
+    """A datafit on this process's rows whose sums (value, conjugate, domain test) run over all
+    processes; its weights are normalised over all processes, so the partial sums add up."""
+
+    def __init__(self, fit: WeightedDatafit, comm) -> None:
+        self.fit, self.comm = fit, comm
+        for attr in ("name", "smooth", "subproblem", "coupled", "labels", "probabilistic"):
+            setattr(self, attr, getattr(fit, attr))
+
+    def value(self, Z, Y) -> float:
+        return float(self.comm.allreduce_sum(np.array([self.fit.value(Z, Y)]))[0])
+
+    def conjugate(self, U, Y) -> float:
+        return float(self.comm.allreduce_sum(np.array([self.fit.conjugate(U, Y)]))[0])
+
+    def in_domain(self, U, Y) -> bool:
+        return bool(self.comm.allreduce_min(np.array([float(self.fit.in_domain(U, Y))]))[0] == 1.0)
+
+    def dual_direction(self, Z, Y, multipliers=None) -> np.ndarray:
+        return self.fit.dual_direction(Z, Y, multipliers)
+
+    def predict(self, Z, classes):
+        return self.fit.predict(Z, classes)
+
+
+@dataclass
+class ShardedProblem(Problem):
+    """A ``Problem`` whose rows are this process's; see the module docstring."""
+
+    comm: object = None
+    base: Datafit | None = None
+    s: np.ndarray | None = None  # weights of this process's rows, normalised over all processes
+
+    @property
+    def reduce_sum(self):
+        return self.comm.allreduce_sum
+
+    def ws_rows(self, ws: np.ndarray, compact: bool = False):
+        """Merge and gather the working-set rows on rank 0 (the others get Nones); for the squared
+        loss, the Gram form instead (``_gram_rows``)."""
+        if self.base.name == "squared":
+            return self._gram_rows(ws)
+        if self.base.name == "logistic":  # solved by ``_newton_gram`` on the rank-local rows
+            self._ws = ws
+            return None, None, None, None, None
+        comm = self.comm
+        C = self.Y.shape[1]
+        X = self.M.local_columns(ws)
+        if self.M.n:
+            red = reduce_rows(DesignMatrix(X), self.Y, self.s)
+            rows, weights, self._local_inverse = red.rows, red.weights, red.inverse
+        else:
+            rows, weights = np.zeros(0, dtype=np.intp), np.zeros(0)
+            self._local_inverse = np.zeros(0, dtype=np.intp)
+        Xs, Ys, ws_ = comm.gather(X[rows]), comm.gather(self.Y[rows]), comm.gather(weights)
+        if comm.rank != 0:
+            return None, None, None, None, None
+        self._sizes = [len(w) for w in ws_]
+        Xg = np.concatenate([x.reshape(-1, len(ws)) for x in Xs])
+        Yg = np.concatenate([y.reshape(-1, C) for y in Ys])
+        wg = np.concatenate(ws_)
+        red = reduce_rows(DesignMatrix(Xg), Yg, wg / wg.sum())
+        self._global_inverse = red.inverse
+        Mk = DesignMatrix(Xg[red.rows])
+        a = np.sqrt(len(red.rows) * red.weights)
+        return (Mk.columns(np.arange(len(ws)), compact=compact), Yg[red.rows], red.weights,
+                self.base.weighted(red.weights, a), a)
+
+    def _newton_gram(self, W0: np.ndarray, reg: float, tol_abs: float) -> np.ndarray:
+        """Proximal Newton for the logistic loss on the working set, sharded: each iteration
+        all-reduces the model's Gram sums Q = sum_i s_i h_i x_i x_i^T and g = sum_i s_i l'_i x_i
+        (|ws| (|ws| + 1) numbers), rank 0 minimises the model (a squared loss on virtual rows,
+        ``_virtual_rows``) and broadcasts the step, and the Armijo line search all-reduces the
+        objective (one number per trial). Stops when the working set's duality gap (the gradient
+        made feasible, its conjugate all-reduced) is below ``tol_abs``, as ``prox_newton`` does."""
+        comm, pen, fit = self.comm, self.pen, self.base
+        X = self.M.local_columns(self._ws).astype(np.float64)
+        W = np.array(W0, dtype=np.float64)
+        Z = X @ W
+        k = X.shape[1]
+
+        def objective(Z_, W_):
+            local = np.array([self.s @ fit.losses(Z_, self.Y)])
+            return float(comm.allreduce_sum(local)[0]) + reg * pen.value(W_)
+
+        obj = objective(Z, W)
+        for _ in range(NEWTON_MAX_ITER):
+            G, H = fit.grad_hess(Z, self.Y)
+            U = self.fit.dual_direction(Z, self.Y)  # s_i l'_i: the gradient, this rank's rows
+            sX = X * (self.s * H[:, 0])[:, None]
+            total = comm.allreduce_sum(np.concatenate([sX.T @ X, X.T @ U], axis=1))
+            Q, g = total[:, :k], total[:, k:]
+            scale, pen_conjugate = pen.feasible_dual(g, reg)
+            if self.fit.in_domain(scale * U, self.Y):
+                dual = -self.fit.conjugate(scale * U, self.Y) - pen_conjugate
+                if obj - dual <= tol_abs:
+                    break
+            V = None
+            if comm.rank == 0:  # the model's minimiser v: 1/2 v^T Q v - v^T (Q W - g) + reg pen(v)
+                L, Yv = _virtual_rows(Q, Q @ W - g)
+                V = prox_newton(L, Yv, W, DATAFITS["squared"], pen, reg, NEWTON_MODEL_TOL * tol_abs)
+            dW = comm.broadcast_object(V) - W
+            decrease = float(np.sum(g * dW)) + reg * (pen.value(W + dW) - pen.value(W))
+            if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
+                break
+            R, t = X @ dW, 1.0
+            for _ in range(40):
+                new = objective(Z + t * R, W + t * dW)
+                if new <= obj + 1e-4 * t * decrease:
+                    break
+                t *= 0.5
+            else:
+                break
+            W, Z, obj = W + t * dW, Z + t * R, new
+        return W
+
+    def _gram_rows(self, ws: np.ndarray):
+        """The squared loss's working-set subproblem from sums alone: Q = sum_i s_i x_i x_i^T and
+        B = sum_i s_i x_i y_i^T over all ranks (one all-reduce of |ws| (|ws| + C) numbers,
+        whatever n is), rewritten on rank 0 as |ws| virtual rows: with Q = V diag(lam) V^T,
+        rows L = sqrt(m) diag(sqrt(lam)) V^T and labels sqrt(m) diag(1 / sqrt(lam)) V^T B
+        (m = |ws|), the unweighted squared loss of the virtual rows equals the subproblem's
+        objective up to a constant, so the same proximal Newton solves it."""
+        X = self.M.local_columns(ws).astype(np.float64)
+        sX = X * self.s[:, None]
+        k = len(ws)
+        local = np.concatenate([sX.T @ X, sX.T @ self.Y], axis=1)  # (k, k + C)
+        total = self.comm.allreduce_sum(local)
+        if self.comm.rank != 0:
+            return None, None, None, None, None
+        L, Yv = _virtual_rows(total[:, :k], total[:, k:])
+        return L, Yv, None, self.base, None
+
+    def conic_solver(self):
+        """Hinge working sets all reach the loop here (the row-generation LP of one process needs
+        every column): group L1 with several outputs is a cone program, the rest linear ones."""
+        return hinge_socp if self.pen.conic == "socp" and self.Y.shape[1] > 1 else _hinge_lp
+
+    def solve_ws(self, solver, *args):
+        """Rank 0 solves; every rank gets its result (multipliers cut into each rank's rows).
+        The logistic loss's proximal Newton runs on every rank instead (``_newton_gram``)."""
+        if solver is prox_newton and self.base.name == "logistic":
+            _, _, W0, _, _, reg, tol_abs = args
+            return self._newton_gram(W0, reg, tol_abs)
+        out = None
+        if self.comm.rank == 0:
+            out = solver(*args)
+            if isinstance(out, tuple):  # an exact program: (W, multipliers of the merged rows)
+                W_ws, alpha = out
+                per_row = alpha[self._global_inverse]
+                bounds = np.concatenate([[0], np.cumsum(self._sizes)])
+                out = (W_ws, [per_row[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        return self.comm.broadcast_object(out)
+
+    def local_multipliers(self, alpha):
+        mine = alpha[self.comm.rank]
+        out = np.zeros((self.M.n, self.Y.shape[1]))
+        pos = self._local_inverse >= 0
+        out[pos] = mine[self._local_inverse[pos]]
+        return out
+
+
+def _virtual_rows(Q: np.ndarray, B: np.ndarray):
+    """k rows L and labels Yv with L^T L = k Q and L^T Yv = k B, so that the squared loss
+    (1 / 2k) ||L v - Yv||^2 = 1/2 v^T Q v - v^T B + constant: Q = V diag(lam) V^T, L = sqrt(k)
+    diag(sqrt(lam)) V^T, Yv = sqrt(k) diag(1 / sqrt(lam)) V^T B over the eigenvalues kept."""
+    k = Q.shape[0]
+    lam, V = np.linalg.eigh((Q + Q.T) / 2)
+    keep = lam > GRAM_EIG_FLOOR * max(lam.max(), 0.0)
+    root = np.sqrt(np.where(keep, lam, 0.0))
+    Yv = np.where(keep, 1.0 / np.where(keep, root, 1.0), 0.0)[:, None] * (V.T @ B)
+    scale = np.sqrt(k)
+    return np.asfortranarray(scale * (root[:, None] * V.T)), scale * Yv
+
+
+def _hinge_lp(X, Y, reg, weights):
+    """Hinge + L1 on the gathered working set, solved exactly by ``hinge_fast``: (W, multipliers)."""
+    W, alpha, _ = solve_hinge_l1(X, Y, reg, tol=WS_LP_TOL, counts=weights)
+    return W, alpha
+
+
+def _encode(fit: Datafit, y, comm):
+    """Labels of this process encoded with the classes of every process: (Y, classes)."""
+    if fit.labels == "real":
+        Y, classes = fit.encode(y)
+        lo, hi = comm.allreduce_min(np.array([Y.shape[1]])), -comm.allreduce_min(np.array([-Y.shape[1]]))
+        if lo[0] != hi[0]:
+            raise ValueError(f"y has {Y.shape[1]} outputs on rank {comm.rank} but not on every rank")
+        return Y, classes
+    check_real_array("y", y)
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (n,) for this loss, got shape {y.shape}")
+    prefix = np.array([-1.0, 1.0]) if fit.labels == "pm1" else np.unique(np.concatenate(
+        [np.asarray(u, dtype=np.float64) for u in comm.allgather(np.unique(y).astype(np.float64))]))
+    if fit.labels == "pm1":
+        seen = comm.allreduce_sum(np.array([np.any(y == -1), np.any(y == 1)], dtype=np.float64))
+        if not np.all(seen > 0):
+            raise ValueError("y holds a single class over all ranks; binary losses need both -1 and +1")
+    Y, classes = fit.encode(np.concatenate([prefix.astype(y.dtype if y.size else np.float64), y]))
+    return Y[len(prefix):], classes
+
+
+def _local_weights(sample_weight, n: int, comm) -> np.ndarray:
+    """This process's sample weights divided by the sum over every process."""
+    if sample_weight is None:
+        w = np.ones(n)
+    else:
+        if isinstance(sample_weight, (str, bytes)) or np.ndim(sample_weight) == 0:
+            raise TypeError(f"sample_weight must be an array of {n} non-negative numbers, got "
+                            f"{type(sample_weight).__name__}")
+        check_real_array("sample_weight", sample_weight)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},) (one weight per row of D), got {w.shape}")
+        if (w < 0).any():
+            raise ValueError(f"sample_weight must be non-negative, got {w.min()!r}")
+    total = float(comm.allreduce_sum(np.array([w.sum()]))[0])
+    if not np.isfinite(total):
+        raise ValueError("sample_weight is too large: its sum is not finite in float64; rescale it")
+    if total <= 0:
+        raise ValueError("sample_weight is all zero on every rank: at least one sample must have a "
+                         "positive weight")
+    return w / total
+
+
+def prepare_sharded(D, y, loss: str, penalty: str | Penalty, sample_weight, comm) -> ShardedProblem:
+    """The sharded counterpart of ``solver.prepare``: this process's rows, global sums."""
+    check_choice("loss", loss, DATAFITS)
+    fit, pen = DATAFITS[loss], get_penalty(penalty)
+    if fit.subproblem == "conic" and pen.conic is None:
+        raise ValueError(f"loss {loss!r} is solved as a linear / second-order cone program, which "
+                         f"penalty {pen.name!r} has no form for; use penalty 'l1' or 'group_l1'")
+    M = ShardedMatrix(D, comm)
+    Y, classes = _encode(fit, y, comm)
+    if Y.shape[0] != M.n:
+        raise ValueError(f"y has {Y.shape[0]} samples but D has {M.n} rows (on rank {comm.rank})")
+    s = _local_weights(sample_weight, M.n, comm)
+    squeeze = Y.shape[1] == 1 and np.ndim(y) == 1
+    sfit = ShardedFit(fit.weighted(s), comm)
+    return ShardedProblem(M, Y, sfit, pen, classes, squeeze, None, M, Y, sfit, None, None,
+                          comm=comm, base=fit, s=s)
+
+
+def sharded_reg_max(problem: ShardedProblem) -> float:
+    """reg_max of a sharded problem: the penalty's dual norm of D^T grad F(0) over all rows."""
+    U0 = problem.fit.dual_direction(np.zeros_like(problem.Y), problem.Y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return problem.pen.reg_max(problem.M.rmatmul(U0))

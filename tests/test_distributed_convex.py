@@ -1,0 +1,102 @@
+"""Row-sharded certified solves on 2 and 3 gloo ranks equal the one-process solve on the
+concatenated rows: every loss x penalty, uneven shards, an empty shard, and a rank whose rows all
+repeat other ranks' rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dist_harness import run_ranks
+
+from spikecvx.convex import path, reg_max, solve
+
+N, P = 64, 40
+CASES = [("squared", "l1"), ("squared", "group_l1"), ("squared", "elastic_net"), ("logistic", "l1"),
+         ("logistic", "elastic_net"), ("softmax", "l1"), ("softmax", "group_l1"), ("hinge", "l1"),
+         ("hinge_ovr", "l1"), ("hinge_ovr", "group_l1")]
+TOL = 1e-8
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    D = (rng.random((N, P)) < 0.35).astype(np.uint8)
+    D[:, 5] = D[:, 3]  # duplicate columns and repeated rows, as spike dictionaries have
+    D[10:14] = D[0]
+    w_true = rng.normal(size=(P, 3)) * (rng.random((P, 1)) < 0.3)
+    Z = D @ w_true + 0.3 * rng.normal(size=(N, 3))
+    labels = {"squared": Z[:, :2], "logistic": np.where(Z[:, 0] > np.median(Z[:, 0]), 1.0, -1.0),
+              "softmax": np.argmax(Z, axis=1), "hinge": np.where(Z[:, 1] > np.median(Z[:, 1]), 1.0, -1.0)}
+    labels["hinge_ovr"] = labels["softmax"]
+    weights = rng.uniform(0.5, 2.0, size=N)
+    return D, labels, weights
+
+
+def _shards(world):
+    """Rows of each rank: uneven; with 3 ranks, rank 1 has none and rank 2 repeats rank 0's rows."""
+    if world == 2:
+        return [np.arange(0, 40), np.arange(40, N)]
+    return [np.arange(0, 25), np.arange(0), np.concatenate([np.arange(25, N), np.array([0, 3, 3, 7, 24])])]
+
+
+def _rows(world):
+    return np.concatenate(_shards(world))
+
+
+def _reg(loss, pen, D, y, sw=None):
+    return reg_max(D, y, loss, pen, sample_weight=sw) / 6
+
+
+def _rank_solves(r, w):
+    D, labels, weights = _data()
+    rows_all = _rows(w)
+    mine = _shards(w)[r]
+    out = {}
+    for loss, pen in CASES:
+        y = labels[loss]
+        reg = _reg(loss, pen, D[rows_all], y[rows_all])
+        res = solve(D[mine], y[mine], loss, pen, reg=reg, tol=TOL, max_iter=200, distributed=True)
+        top = reg_max(D[mine], y[mine], loss, pen, distributed=True)
+        out[loss, pen] = (res.coef, res.primal, res.dual, res.gap, res.converged, top)
+    # sample weights, and a short path with warm starts
+    y = labels["logistic"]
+    sw = weights[rows_all]
+    reg = _reg("logistic", "l1", D[rows_all], y[rows_all], sw)
+    res = solve(D[mine], y[mine], "logistic", "l1", reg=reg, tol=TOL, sample_weight=weights[mine],
+                distributed=True)
+    out["weighted"] = (res.coef, res.primal)
+    results = path(D[mine], labels["softmax"][mine], "softmax", "l1", n_regs=3, min_ratio=0.1, tol=TOL,
+                   distributed=True)
+    out["path"] = [(p.reg, p.primal, p.coef) for p in results]
+    return out
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_solves_equal_the_one_process_solve(world):
+    res = run_ranks(_rank_solves, world, timeout=120)
+    D, labels, weights = _data()
+    rows = _rows(world)
+    Dc = D[rows]
+    for loss, pen in CASES:
+        y = labels[loss][rows]
+        reg = _reg(loss, pen, Dc, y)
+        ref = solve(Dc, y, loss, pen, reg=reg, tol=TOL, max_iter=200)
+        assert ref.converged and np.count_nonzero(ref.coef) > 0
+        for out in res:
+            coef, primal, dual, gap, converged, top = out[loss, pen]
+            assert converged, (loss, pen)
+            assert top == pytest.approx(reg_max(Dc, y, loss, pen), rel=1e-12)
+            # both primals lie in [optimum, optimum + their gap], each gap <= TOL |primal|
+            assert abs(primal - ref.primal) <= max(gap, ref.gap) + 1e-14, (loss, pen)
+            assert primal == pytest.approx(ref.primal, rel=1e-9), (loss, pen)
+            assert abs(dual - ref.dual) <= max(gap, ref.gap) + 1e-14, (loss, pen)
+            assert -1e-12 <= gap <= TOL * max(1.0, abs(primal))  # exact solves: gap at rounding level
+            np.testing.assert_array_equal(coef, res[0][loss, pen][0])  # the same on every rank
+    y, sw = labels["logistic"][rows], weights[rows]
+    ref = solve(Dc, y, "logistic", "l1", reg=_reg("logistic", "l1", Dc, y, sw), tol=TOL, sample_weight=sw)
+    for out in res:
+        assert out["weighted"][1] == pytest.approx(ref.primal, rel=1e-9)
+    refs = path(Dc, labels["softmax"][rows], "softmax", "l1", n_regs=3, min_ratio=0.1, tol=TOL)
+    for out in res:
+        assert len(out["path"]) == 3
+        for (reg, primal, _), r in zip(out["path"], refs):
+            assert reg == pytest.approx(r.reg, rel=1e-12) and primal == pytest.approx(r.primal, rel=1e-9)
