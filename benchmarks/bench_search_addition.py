@@ -58,13 +58,14 @@ def main() -> None:
 
     metrics = {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
     print(json.dumps(dict(run="search-addition", args=vars(a), metrics=metrics, seconds=round(seconds, 1),
-                          neurons_kept=rep["neurons_kept"], blocks=len(net.blocks),
+                          neurons_kept=rep.neurons_kept, blocks=len(net.blocks),
                           readout_neurons=net.n_neurons,
-                          heads={k: dict(val_acc=h["val_acc"], columns=h["columns"], statement=h["statement"],
-                                         rounds=[(e["round"], round(e["objective"], 5), e.get("val_score"),
-                                                  round(e.get("max_violation", 0), 2), e.get("added"))
-                                                 for e in h["rounds"]])
-                                 for k, h in rep["heads"].items()})), flush=True)
+                          heads={k: dict(val_acc=h.val_acc, columns=h.search.columns,
+                                         statement=h.search.statement,
+                                         rounds=[(e.round, round(e.objective, 5), e.val_score,
+                                                  round(e.max_violation or 0, 2), e.added)
+                                                 for e in h.search.rounds])
+                                 for k, h in rep.heads.items()})), flush=True)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ def load_network(path: str | Path,
         raise ValueError(f"{path} has format version {version}, newer than this spikecvx "
                          f"reads ({FORMAT_VERSION}); upgrade spikecvx")
     grown = blob["format"] == GROWN_FORMAT
-    missing = ({"blocks", "sources", "metadata"} if grown else {"config", "dtype", "state", "metadata"}) - set(blob)
+    needed = {"blocks", "sources", "metadata"} if grown else {"config", "dtype", "state", "metadata"}
+    missing = needed - set(blob)
     if missing:
         raise ValueError(f"{path} is missing the entries {sorted(missing)}")
     metadata = blob["metadata"]

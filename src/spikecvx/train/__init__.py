@@ -2,8 +2,8 @@
 reports, the estimator.
 
 Start with ``SpikingClassifier`` (scikit-learn) or ``METHODS[name].fit``; the fit functions
-(``fit_cvx``, ``fit_sg``, ``fit_sg_cvx``, ``fine_tune``, ``train_sg``, ``fit_search``) are the same methods with
-their options as keyword arguments. Each returns ``(network, FitReport)``. Helpers such as
+(``fit_cvx``, ``fit_sg``, ``fit_sg_cvx``, ``fine_tune``, ``train_sg``, ``fit_search``) are the same
+methods with their options as keyword arguments. Each returns ``(network, FitReport)``. Helpers such as
 ``head_slices``, ``smooth_heads`` and ``sg_init`` stay importable from their modules.
 """
 
@@ -12,8 +12,17 @@ from .heads import Head, default_heads
 from .methods import fine_tune, fit_cvx, fit_sg, fit_sg_cvx
 from .reconstruct import path_norm_objective, reconstruct
 from .registry import METHODS, Method, get_method
-from .report import (Certificate, DictionarySize, FitReport, HeadFit, PathPoint, SearchFit, SearchRound,
-                     SGFit, SGRun)
+from .report import (
+    Certificate,
+    DictionarySize,
+    FitReport,
+    HeadFit,
+    PathPoint,
+    SearchFit,
+    SearchRound,
+    SGFit,
+    SGRun,
+)
 from .search import fit_search
 from .sg import path_norm, train_sg
 

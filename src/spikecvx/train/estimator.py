@@ -25,8 +25,8 @@ from ..convex import PENALTIES
 from ..dictionary.witnesses import WITNESS_KINDS
 from .heads import BINARY_LOSSES, HEAD_LOSSES, PROBABILISTIC_LOSSES, Head, default_heads
 from .registry import METHODS, get_method
-from .search import GENERATORS
 from .report import FitReport
+from .search import GENERATORS
 
 _CVX, _SG, _FT = METHODS["cvx"].options, METHODS["sg"].options, METHODS["cvx-sg"].options
 _SEARCH = METHODS["cvx-search"].options

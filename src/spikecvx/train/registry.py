@@ -196,7 +196,8 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
            False, MappingProxyType(SG_OPTIONS | FINE_TUNE_OPTIONS), _fine_tuned("sg-sg", _run_sg)),
     Method("cvx-search", "CVX whose dictionary grows by witness search where the dual certificate is "
            "violated; a GrownSNN.", True,
-           MappingProxyType(_pick(CVX_OPTIONS, ("penalty", "tol", "witness", "witness_scale")) | SEARCH_OPTIONS),
+           MappingProxyType(_pick(CVX_OPTIONS, ("penalty", "tol", "witness", "witness_scale"))
+                            | SEARCH_OPTIONS),
            _run_cvx_search),
     Method("sg-cvx-search", "SG-CVX whose dictionary (the SG network's neurons) grows by witness search; "
            "a GrownSNN.", True,

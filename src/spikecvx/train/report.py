@@ -4,8 +4,9 @@ A ``FitReport`` holds one ``HeadFit`` per output head (the certificate of the ch
 and its regularisation path), the chosen hyper-parameters and the grid trials, the dictionary
 sizes, the timings, the SG details of SG stages and the reports of nested stages (the SG stage of
 SG-CVX, the fine-tuning stage of CVX-SG / SG-SG). A head fitted by witness search carries a
-``SearchFit``: one ``SearchRound`` per pricing round and the final certificate statement. ``to_dict`` / ``from_dict`` convert to and from
-plain JSON-serialisable dicts; the solver's coefficient arrays are not part of the JSON.
+``SearchFit``: one ``SearchRound`` per pricing round and the final certificate statement.
+``to_dict`` / ``from_dict`` convert to and from plain JSON-serialisable dicts; the solver's
+coefficient arrays are not part of the JSON.
 """
 
 from __future__ import annotations

@@ -727,7 +727,8 @@ def make_generators(names, candidates: int = 512, steps: int = 30, scale: float 
         elif name == "random":
             out.append(RandomPool(candidates, scale=scale, seed=seed + 1))
         else:
-            out.append(BoostBranch(width=max(2, candidates // 2), last_width=candidates, epochs=5, seed=seed + 3))
+            out.append(BoostBranch(width=max(2, candidates // 2), last_width=candidates, epochs=5,
+                                   seed=seed + 3))
     return out
 
 
