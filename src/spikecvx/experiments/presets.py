@@ -53,7 +53,7 @@ _ADD_SEARCH = dict(net=dict(_ADD_NET, beta=0.0), witness_scale=10.0, generators=
 _MNIST_SEARCH = dict(generators=["ascent"], search_candidates=1024, reg_ratio=0.01, max_add=1000,
                      search_rounds=10)
 # the quick preset's search cells: budgets that keep the whole preset within minutes
-_XOR_SEARCH_QUICK = dict(_XOR_SEARCH, T=[6, 8, 11, 14], search_seconds=15.0,
+_XOR_SEARCH_QUICK = dict(_XOR_SEARCH, T=[6, 8, 11, 14], search_candidates=500, search_seconds=15.0,
                          at={11: dict(search_seconds=90.0), 14: dict(search_seconds=100.0)})
 _ADD_SEARCH_QUICK = dict(_ADD_SEARCH, at={2: dict(witness_scale=3.0, search_seconds=25.0),
                                           3: dict(search_seconds=70.0), 5: dict(search_seconds=90.0)})

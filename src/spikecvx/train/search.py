@@ -127,6 +127,8 @@ class SearchContext:
         template: ``config()`` of the initial network (empty without one).
         seed, round: the search's seed and the round number (1, 2, ...), for seeding draws.
         base: the initial network (None when the search started from bare columns).
+        deadline: ``time.perf_counter()`` value at which the search's time budget ends (None:
+            no budget); iterative generators stop their steps there and return what they have.
     """
 
     X: torch.Tensor
@@ -140,6 +142,10 @@ class SearchContext:
     seed: int
     round: int
     base: ParallelSNN | None
+    deadline: float | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
 
 
 def _features(net: ParallelSNN, X) -> np.ndarray:
@@ -256,6 +262,8 @@ class DualAscent:
         level = trunk.readout_bias if trunk.readout == "membrane" else trunk.threshold
         group = PENALTIES[ctx.penalty].group
         for _ in range(self.steps if len(active) else 0):
+            if ctx.out_of_time():
+                break
             _, u = _last_layer(trunk, h, w)
             u = u[:, -1] if trunk.readout_at == "last" else u.reshape(-1, u.shape[-1])
             tau = self.temperature * u.detach().std(dim=0).clamp_min(1e-6)
@@ -321,6 +329,8 @@ class BoostBranch:
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         net.train()
         for _ in range(self.epochs):
+            if ctx.out_of_time():
+                break
             order = torch.randperm(N, generator=gen)
             for a in range(0, N, self.batch_size):
                 idx = order[a : a + self.batch_size]
@@ -427,7 +437,8 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
             distinct new columns (the ``max_add`` strongest) are added and the problem is
             re-solved warm (old coef padded with zeros) unless a budget is spent.
         max_columns: dictionary size budget. max_seconds: wall-clock budget, counted from the
-            start; no round begins that would end after it, judging by the last round's time.
+            start; no round begins that would end after it, judging by the last round's time,
+            and the iterative generators (ascent steps, branch epochs) stop when it is spent.
         slack: a column violates when it prices above ``1 + slack`` (the dual point is scaled
             onto the constraint, so the dictionary's tight columns price 1 up to rounding).
 
@@ -440,7 +451,7 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         so ``statement`` reads "certified over the N columns found; the best of M searched
         candidates violates by v x reg".
     """
-    t0 = time.perf_counter()
+    t0 = start = time.perf_counter()
     check_choice("loss", loss, DATAFITS)
     check_choice("penalty", penalty, PENALTIES)
     max_rounds = check_int("max_rounds", max_rounds, minimum=0)
@@ -501,7 +512,8 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         round_start = time.perf_counter() - t0
         Z = _outputs(D, res.coef)
         ctx = SearchContext(Xt, Y, loss, penalty, res, Z, template, Xv, seed, rnd,
-                            blocks[0] if blocks else None)
+                            blocks[0] if blocks else None,
+                            None if max_seconds is None else start + max_seconds)
         sets = [g(ctx) for g in generators]
         entry = dict(round=rnd, objective=res.primal, gap=res.gap, columns=D.shape[1],
                      candidates={}, by_source={}, solve_seconds=res.time)
