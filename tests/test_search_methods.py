@@ -65,7 +65,7 @@ def test_estimator_search_fit_predict_save_load(tmp_path, capsys):
     p = clf.predict_proba(Xt)
     np.testing.assert_allclose(p[:, 1], 1 / (1 + np.exp(-clf.decision_function(Xt))))
     search = clf.report_.heads["y"].search
-    assert clf.report_.method == "cvx-search" and 1 <= len(search.rounds) <= 2
+    assert clf.report_.method == "cvx-search" and 2 <= len(search.rounds) <= 3  # + the closing entry
     assert search.statement.startswith(f"certified over the {search.columns} columns found")
     assert clf.certificate_["rel_gap"] <= 1e-6
     assert clf.certificate_["distinct_columns"] == search.columns <= clf.certificate_["dictionary_neurons"]
@@ -89,6 +89,7 @@ def test_search_report_round_trips_through_json():
     assert rep.method == "sg-cvx-search" and rep.sg_stage.method == "sg" and set(rep.searches) == {"y"}
     r1 = rep.searches["y"].rounds[0]
     assert r1.round == 1 and r1.candidates == {"ascent": 32} and r1.max_violation >= r1.median_violation
+    assert rep.searches["y"].rounds[-1].objective == rep.heads["y"].certificate.primal
     assert r1.val_score is not None and r1.added <= r1.violating
 
 
@@ -113,9 +114,14 @@ def test_sg_cvx_search_starts_from_the_sg_networks_hidden_weights():
 
 
 def test_search_time_budget_stops_after_the_round_that_spends_it():
+    """The first round runs, its violating columns are added, and a closing entry describes the
+    final solution (the one the certificate belongs to)."""
     X, y = _xor(120)
     _, rep = fit_search(X, y, X, y, NET, max_rounds=5, max_seconds=1e-3, generators=[RandomPool(16)])
-    assert len(rep.heads["y"].search.rounds) == 1
+    first, closing = rep.heads["y"].search.rounds
+    assert first.added > 0 and closing.candidates == {} and closing.max_violation is None
+    assert closing.columns == first.columns + first.added == rep.heads["y"].search.columns
+    assert closing.objective == rep.heads["y"].certificate.primal < first.objective
 
 
 def test_grown_network_checkpoint_round_trip(tmp_path):
@@ -142,11 +148,11 @@ def test_grown_checkpoint_errors_name_the_file_and_block(tmp_path):
         torch.save(b, tmp_path / "bad.pt")
         return tmp_path / "bad.pt"
 
-    bad = dict(blob, blocks=[dict(blob["blocks"][0], state={})])
+    bad = dict(blob, blocks=[dict(blob["blocks"][0], state={})] + blob["blocks"][1:])
     with pytest.raises(ValueError, match=r"bad\.pt block 0: 'state'"):
         load_network(write(bad))
     with pytest.raises(ValueError, match="'sources' must be a list of"):
-        load_network(write(dict(blob, sources=["a", "b", "c"][: len(blob["blocks"]) + 1])))
+        load_network(write(dict(blob, sources=blob["sources"] + ["extra"])))
     with pytest.raises(ValueError, match="'blocks' must be a non-empty list"):
         load_network(write(dict(blob, blocks=[])))
     with pytest.raises(ValueError, match=r"missing the entries \['sources'\]"):

@@ -71,8 +71,8 @@ class SearchRound:
         columns: dictionary size of that solution.
         val_score: its validation accuracy (None without validation data).
         candidates: candidates priced in this round, by source ("ascent", "random", ...).
-        max_violation, median_violation: over those candidates, in units of reg (None when the
-            round priced nothing, e.g. the closing entry after a column budget was reached).
+        max_violation, median_violation: over those candidates, in units of reg (None for the
+            closing entry, which describes the final solution after the last columns were added).
         violating, added: candidates priced above 1, and the distinct new ones added.
         seconds: time since the search started, at the end of this round's pricing.
     """

@@ -12,6 +12,8 @@ optimised by surrogate-gradient ascent on a smooth version of the pricing score
 (``DualAscent``), and whole new branches trained by surrogate gradients against the current
 outputs as an offset (``BoostBranch``). ``search`` alternates solve -> price -> add the violating
 columns -> warm re-solve, and ``grown_network`` turns the result into a deployable ``GrownSNN``.
+``fit_search`` is the method behind "cvx-search" / "sg-cvx-search": one search per head, returning
+(``GrownSNN``, ``FitReport``); ``make_generators`` builds the generators by name.
 Finding the most violating neuron is NP-hard in general, so the final certificate covers the
 columns found plus the candidates searched, never every network (see docs/method.md).
 """
@@ -435,7 +437,8 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         max_rounds: pricing rounds. A round prices all candidates at the current solution; if
             none violates (> 1) the search stops certified over them, otherwise the violating
             distinct new columns (the ``max_add`` strongest) are added and the problem is
-            re-solved warm (old coef padded with zeros) unless a budget is spent.
+            re-solved warm (old coef padded with zeros). When a budget is then spent, a closing
+            log entry (no candidates) describes the final solution.
         max_columns: dictionary size budget. max_seconds: wall-clock budget, counted from the
             start; no round begins that would end after it, judging by the last round's time,
             and the iterative generators (ascent steps, branch epochs) stop when it is spent.
@@ -571,10 +574,7 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
             print(f"round {rnd}: objective {res.primal:.6g} gap {res.gap:.2e} columns {D.shape[1]} "
                   f"max viol {entry['max_violation']:.3g} added {len(chosen)}"
                   + (f" val {entry['val_score']:.4f}" if 'val_score' in entry else ""))
-        if not picks or not chosen or rnd == max_rounds:
-            break
-        # the next round (generators, pricing and the re-solve) is estimated to take as long as this one
-        if max_seconds is not None and elapsed + (elapsed - round_start) + res.time > max_seconds:
+        if not picks or not chosen:
             break
         # add the chosen columns, with the block each comes from
         new_cols, new_val, new_block, new_neuron = [], [], [], []
@@ -602,10 +602,13 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         coef = res.coef.reshape(res.coef.shape[0], -1)
         warm = np.concatenate([coef, np.zeros((D.shape[1] - coef.shape[0], coef.shape[1]))])
         res = solve_now(warm.reshape((-1,) if res.coef.ndim == 1 else warm.shape))
-        if max_columns is not None and D.shape[1] >= max_columns:
+        now = time.perf_counter() - t0
+        # the next round (generators, pricing and the re-solve) is estimated to take as long as this one
+        over_time = max_seconds is not None and now + (now - round_start) > max_seconds
+        full = max_columns is not None and D.shape[1] >= max_columns
+        if rnd == max_rounds or over_time or full:  # a closing entry: the final solution, not priced
             log.append(dict(round=rnd + 1, objective=res.primal, gap=res.gap, columns=D.shape[1],
-                            candidates={}, added=0, solve_seconds=res.time,
-                            seconds=time.perf_counter() - t0,
+                            candidates={}, added=0, solve_seconds=res.time, seconds=now,
                             **({} if Dv is None else dict(val_score=_score(loss, _outputs(Dv, res.coef),
                                                                             yv, res.classes)))))
             break
