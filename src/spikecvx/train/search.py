@@ -283,7 +283,10 @@ class DualAscent:
         mask = mask.reshape(1, -1) if w0.dim() == 2 else mask.reshape(K, 1, -1)
         with torch.no_grad():
             net.hidden[-1].copy_(torch.where(mask, w.detach(), w0))
-        return _finish(net, ctx, self.source)
+        # a last-layer neuron's column depends on its own weights only: mix instead of recomputing
+        cols = np.where(better[None, :], cols1, cols0)
+        val = None if ctx.X_val is None else _features(net, ctx.X_val)
+        return CandidateSet(cols, self.source, net, val)
 
 
 def _offset_loss(loss: str, S: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
