@@ -43,8 +43,9 @@ def test_registry_lists_the_search_methods_with_their_options():
     ("generators", ["adam"], ValueError), ("generators", "ascent", TypeError)])
 def test_bad_search_options_name_the_option(option, value, error):
     X, y = _xor(40)
-    with pytest.raises(error, match=option):
-        METHODS["cvx-search"].fit(X, y, X, y, NET, **{option: value})
+    for method in ("cvx-search", "sg-cvx-search"):
+        with pytest.raises(error, match=option):
+            METHODS[method].fit(X, y, X, y, NET, **{option: value})
     cell = {"task": "xor", "method": "cvx-search", "seed": 0, "T": 4, "net": dict(NET), option: value}
     with pytest.raises((TypeError, ValueError), match=option):
         expand({"xor": {k: v for k, v in cell.items() if k not in ("task", "method", "seed")} | {

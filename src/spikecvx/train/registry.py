@@ -154,6 +154,7 @@ def _run_cvx_search(split, ft_split, net_kw, heads, seed, opts, augment, progres
 
 
 def _run_sg_cvx_search(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+    _check_search(opts)  # before the SG stage
     sg_net, sg_rep = fit_sg(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
                             **_sg_kw(opts, augment))
     kw = dict(net_kw, beta=sg_net.beta, threshold=sg_net.threshold)
