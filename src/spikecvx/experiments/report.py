@@ -179,7 +179,10 @@ def plots(records: list[dict], out: str | Path) -> list[Path]:
         for label, _, s in found:
             rounds = [e["round"] for e in s["rounds"]]
             axes[0].plot(rounds, [e["objective"] for e in s["rounds"]], "o-", label=label)
-            axes[1].plot(rounds, [np.nan if e["max_violation"] is None else e["max_violation"]
+            # the closing entry prices nothing: its point is every searched candidate re-priced
+            # at the final solution (the statement's v)
+            axes[1].plot(rounds, [(s["best_violation"] if e is s["rounds"][-1] else np.nan)
+                                  if e["max_violation"] is None else e["max_violation"]
                                   for e in s["rounds"]], "o-", label=label)
             axes[2].plot(rounds, [np.nan if e["val_score"] is None else 100 * e["val_score"]
                                   for e in s["rounds"]], "o-", label=label)
@@ -188,6 +191,8 @@ def plots(records: list[dict], out: str | Path) -> list[Path]:
         axes[1].set(xlabel="round", ylabel="best violation / reg", yscale="log", title="Best candidate")
         axes[2].set(xlabel="round", ylabel="validation accuracy %", title="Validation accuracy")
         axes[2].legend(fontsize=6)
+        for ax in axes:
+            ax.xaxis.get_major_locator().set_params(integer=True)
         save(fig, "search_rounds.png")
     gaps = [(f"{r['cell']['task']} {r['cell']['method']}", p["rel_gap"]) for r in records
             for path in r["result"].get("report", {}).get("paths", {}).values() for p in path]
