@@ -35,6 +35,10 @@ def test_registry_lists_the_search_methods_with_their_options():
     assert "witness_scale" in METHODS["cvx-search"].options and "epochs" in METHODS["sg-cvx-search"].options
     assert "epochs" not in METHODS["cvx-search"].options
     assert METHODS["cvx-search"].options["generators"] == ("ascent",)
+    params = SpikingClassifier().get_params()  # one set of defaults
+    for key in ("reg_ratio", "search_rounds", "generators", "search_candidates", "search_steps",
+                "search_seconds", "max_add"):
+        assert params[key] == METHODS["cvx-search"].options[key] == METHODS["sg-cvx-search"].options[key]
 
 
 @pytest.mark.parametrize("option, value, error", [
