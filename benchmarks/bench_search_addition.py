@@ -2,7 +2,7 @@
 sequences of 5 columns, spike readout at every step, softmax heads for the sum digit and the
 carry, autoregressive evaluation at 5 / 10 / 25 / 50 columns), seed 0.
 
-    python benchmarks/bench_search_addition.py --base 5 --rounds 6 --ascent 512 --max-seconds 150
+    python benchmarks/bench_search_addition.py --base 5 --rounds 6 --ascent 512 --max-seconds 300
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--random", type=int, default=0)
     p.add_argument("--reg-ratio", type=float, default=0.01)
     p.add_argument("--max-add", type=int, default=500)
-    p.add_argument("--max-seconds", type=float, default=150)
+    p.add_argument("--max-seconds", type=float, default=300, help="budget of the whole fit (both heads)")
     a = p.parse_args()
     base, s = a.base, a.seed
     A = addition(2304, 5, base, 10 * s + 1)
@@ -58,13 +58,14 @@ def main() -> None:
 
     metrics = {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
     print(json.dumps(dict(run="search-addition", args=vars(a), metrics=metrics, seconds=round(seconds, 1),
-                          neurons_kept=rep["neurons_kept"], blocks=len(net.blocks),
+                          neurons_kept=rep.neurons_kept, blocks=len(net.blocks),
                           readout_neurons=net.n_neurons,
-                          heads={k: dict(val_acc=h["val_acc"], columns=h["columns"], statement=h["statement"],
-                                         rounds=[(e["round"], round(e["objective"], 5), e.get("val_score"),
-                                                  round(e.get("max_violation", 0), 2), e.get("added"))
-                                                 for e in h["rounds"]])
-                                 for k, h in rep["heads"].items()})), flush=True)
+                          heads={k: dict(val_acc=h.val_acc, columns=h.search.columns,
+                                         statement=h.search.statement,
+                                         rounds=[(e.round, round(e.objective, 5), e.val_score,
+                                                  round(e.max_violation or 0, 2), e.added)
+                                                 for e in h.search.rounds])
+                                 for k, h in rep.heads.items()})), flush=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def test_every_method_learns_xor(method):
     """Every method solves first-last XOR (T=5) on held-out data: chance is 0.5."""
     X, y = _xor()
     Xt, yt = _xor(400, seed=9)
-    clf = SpikingClassifier(method=method, width=40, last_width=200, epochs=60, lrs=(1e-2,), n_regs=4)
+    clf = SpikingClassifier(method=method, width=40, last_width=200, epochs=60, lrs=(1e-2,), n_regs=4,
+                            search_rounds=2, search_candidates=64)
     clf.fit(X, y)
     assert set(clf.predict(Xt)) <= {"odd", "even"}
     assert clf.score(Xt, yt) >= 0.95

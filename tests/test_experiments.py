@@ -234,7 +234,8 @@ def _task_keys():
 
     examples = dict(n_regs=2, min_ratio=0.1, grid=None, witness_scale=1.0, tol=1e-6, epochs=2, lrs=[1e-3],
                     batch_size=None, weight_decay=0.0, ft_lrs=[1e-3], penalty="l1", witness="standard",
-                    path_norm_reg=0.0)
+                    path_norm_reg=0.0, reg_ratio=0.03, search_rounds=2, search_candidates=64, search_steps=0,
+                    search_seconds=10.0, max_add=100, generators=["ascent", "random"])
     assert set(examples) == set(METHOD_OPTIONS)
     return [(task, key, default) for task, spec in TASKS.items()
             for key, default in [*spec.cell_keys.items(), *examples.items()]]

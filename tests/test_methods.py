@@ -302,8 +302,8 @@ def test_default_heads_one_rule():
 
 
 def test_registry_options_and_errors():
-    assert list(METHODS) == ["cvx", "sg", "sg-cvx", "cvx-sg", "sg-sg"]
-    assert [m for m in METHODS if METHODS[m].certified] == ["cvx", "sg-cvx"]
+    assert list(METHODS) == ["cvx", "sg", "sg-cvx", "cvx-sg", "sg-sg", "cvx-search", "sg-cvx-search"]
+    assert [m for m in METHODS if METHODS[m].certified] == ["cvx", "sg-cvx", "cvx-search", "sg-cvx-search"]
     assert METHODS["cvx"].options["n_regs"] == 8 and "grid" not in METHODS["sg-cvx"].options
     (Xtr, ytr), (Xva, yva), _ = _xor()
     with pytest.raises(ValueError, match="n_regz"):

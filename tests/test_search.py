@@ -250,11 +250,11 @@ def test_fit_search_two_heads_deploys_what_it_validated():
     kw = dict(layers=3, branches=2, width=20, last_width=16, readout_at="every")
     model, rep = fit_search(X, targets(X), Xv, targets(Xv), kw, heads=heads, max_rounds=2,
                             generators=[DualAscent(24, steps=5), RandomPool(24)])
-    assert rep["method"] == "cvx-search" and set(rep["heads"]) == {"count", "many"}
+    assert rep.method == "cvx-search" and set(rep.heads) == {"count", "many"}
     with torch.no_grad():
         out = model(torch.as_tensor(Xv)).numpy()
     assert out.shape == (100, 5, 5)
     for (name, sl), y in zip((("count", slice(0, 3)), ("many", slice(3, 5))), targets(Xv)):
         acc = float(np.mean(np.argmax(out[..., sl], axis=-1) == y))
-        assert acc == pytest.approx(rep["heads"][name]["val_acc"], abs=1e-12)
-        assert "certified over" in rep["heads"][name]["statement"]
+        assert acc == pytest.approx(rep.heads[name].val_acc, abs=1e-12)
+        assert "certified over" in rep.heads[name].search.statement

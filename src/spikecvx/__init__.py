@@ -16,7 +16,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "ParallelSNN": "snn", "lif_scan": "snn",
+    "ParallelSNN": "snn", "lif_scan": "snn", "GrownSNN": "snn.grown",
     "SpikeDictionary": "dictionary", "sample_witnesses": "dictionary",
     "spike_dictionary": "dictionary", "transfer_witnesses": "dictionary",
     "SpikingClassifier": "train", "reconstruct": "train",

@@ -37,6 +37,10 @@ def _slim(report: FitReport) -> dict:
         out["time_dictionary"] = report.time_dictionary
     if report.convex:
         out["paths"] = {name: [p.to_dict() for p in h.path] for name, h in report.heads.items()}
+    if report.searches:  # witness search: its rounds and the final statement, per head
+        out["search"] = {name: s.to_dict() for name, s in report.searches.items()}
+    if report.sg_stage is not None:
+        out["sg_stage"] = _slim(report.sg_stage)
     if report.fine_tune is not None:
         out["fine_tune"] = _slim(report.fine_tune)
     return out

@@ -18,6 +18,7 @@ from ..snn import ParallelSNN
 from ..tasks import TASKS
 from ..train import METHODS as _TRAIN_METHODS
 from ..train.methods import NET_GRID_KEYS
+from ..train.search import GENERATORS
 
 
 def _reals(name: str, value) -> list[float]:
@@ -44,6 +45,14 @@ def _grid(name: str, value) -> None:
             raise TypeError(f"{name}.{k} must be a non-empty list, got {type(v).__name__}")
 
 
+def _generators(name: str, value) -> None:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(f"{name} must be a non-empty list of generator names {GENERATORS}, "
+                        f"got {type(value).__name__}")
+    for v in value:
+        check_choice(name, v, GENERATORS)
+
+
 def _optional_int(name: str, value) -> None:
     if value is not None:
         check_int(name, value)
@@ -66,6 +75,14 @@ METHOD_OPTIONS: dict[str, Callable[[str, object], object]] = {
     "penalty": lambda name, v: check_choice(name, v, PENALTIES),
     "witness": lambda name, v: check_choice(name, v, WITNESS_KINDS),
     "path_norm_reg": lambda name, v: check_positive(name, v, allow_zero=True),
+    # witness search (cvx-search, sg-cvx-search)
+    "reg_ratio": check_positive,
+    "search_rounds": check_int,
+    "search_candidates": check_int,
+    "search_steps": lambda name, v: check_int(name, v, minimum=0),
+    "search_seconds": check_positive,
+    "max_add": check_int,
+    "generators": _generators,
 }
 _REGISTRY_DEFAULTS = {k: v for m in _TRAIN_METHODS.values() for k, v in m.options.items()
                       if k not in METHOD_OPTIONS}

@@ -9,9 +9,11 @@ A config is a table per task with lists that are crossed into a grid::
     net = { layers = 3, branches = 2, width = 500, last_width = 2000 }
     n_regs = 6
 
-A sub-table named after a method (``[xor.sg]``) overrides keys for that method's cells only. A
+A sub-table named after a method (``[xor.sg]``) overrides keys for that method's cells only; it
+may give its own grid values (``[xor.cvx-search]`` with ``T = [6, 14]``) and its own ``at``. A
 sub-table ``at``, keyed by grid values, overrides keys for those grid points only (``[xor.at.11]``
-with ``net = {...}``: a wider network at T = 11); method sub-tables take precedence over it.
+with ``net = {...}``: a wider network at T = 11). Precedence, lowest first: the task table, its
+``at``, the method sub-table, the method sub-table's ``at``.
 Every other key (not ``methods``, ``at``, a method sub-table or the task's grid key ``T`` /
 ``base`` / ``symbols``) is passed to the cell; every cell is checked before anything runs
 (``options.check_cell``): an unknown key or a value of the wrong type is an error naming the key.
@@ -42,6 +44,23 @@ _MNIST_NET = dict(layers=3, branches=2, width=512, last_width=1024)
 # regularisers that let 6000 training images go further (docs/design/experiments.md)
 _MNIST_SG = dict(epochs=80, lrs=[3e-3], batch_size=128, weight_decay=0.1, shift=1)
 _MNIST_SG_PAPER = dict(_MNIST_SG, lrs=[1e-3, 3e-3])
+# Witness search (docs/design/witness_search.md): dual ascent on the last layer of the initial
+# trunk, reg fixed at a share of reg_max, a wall-clock budget per cell (search_seconds).
+_XOR_SEARCH = dict(net=dict(_XOR_NET, last_width=1000), generators=["ascent"], search_candidates=1000,
+                   reg_ratio=0.03, max_add=500, search_rounds=12)
+_ADD_SEARCH = dict(net=dict(_ADD_NET, beta=0.0), witness_scale=10.0, generators=["ascent"],
+                   search_candidates=512, reg_ratio=0.01, max_add=500, search_rounds=10)
+_MNIST_SEARCH = dict(generators=["ascent"], search_candidates=1024, reg_ratio=0.01, max_add=1000,
+                     search_rounds=10)
+# the quick preset's search cells: budgets that keep the whole preset within minutes
+_XOR_SEARCH_QUICK = dict(_XOR_SEARCH, T=[6, 8, 11, 14], search_candidates=500, search_seconds=15.0,
+                         at={11: dict(search_seconds=90.0), 14: dict(search_seconds=100.0)})
+_ADD_SEARCH_QUICK = dict(_ADD_SEARCH, at={2: dict(witness_scale=3.0, search_seconds=25.0),
+                                          3: dict(search_seconds=70.0), 5: dict(search_seconds=90.0)})
+_MNIST_SEARCH_QUICK = dict(_MNIST_SG, **_MNIST_SEARCH, search_seconds=90.0)
+_XOR_SEARCH_PAPER = dict(_XOR_SEARCH, search_rounds=20, search_seconds=120.0,
+                         at={11: dict(search_seconds=600.0), 14: dict(search_seconds=900.0)})
+_ADD_SEARCH_PAPER = dict(_ADD_SEARCH, search_rounds=20, search_seconds=400.0, at={2: dict(witness_scale=3.0)})
 
 PRESETS: dict[str, dict] = {
     # seconds: checks an installation end to end
@@ -53,26 +72,37 @@ PRESETS: dict[str, dict] = {
                          n_train=64, n_val=32, n_test=32, test_lengths=[5, 10], n_regs=3,
                          min_ratio=0.05),
     },
-    # minutes on 2 CPU cores: every task once, the fast methods
+    # minutes on 2 CPU cores: every task once, the fast methods and the witness search on a budget
     "quick": {
         "seeds": [0],
-        "xor": dict(methods=["cvx", "sg"], T=[6, 8, 11], net=_XOR_NET, n_regs=6, at={11: dict(net=_XOR_WIDE)},
-                    sg=dict(net=dict(_XOR_NET, width=100, last_width=200), epochs=60, lrs=[3e-3])),
-        "addition": dict(methods=["cvx"], base=[2, 3, 5], net=_ADD_NET, n_regs=4, min_ratio=0.05,
-                         grid=dict(beta=[0.0, 0.5], witness_scale=[1.0, 3.0, 10.0])),  # chosen on validation
-        "mnist": dict(methods=["cvx", "sg", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=5, min_ratio=0.01,
-                      sg=_MNIST_SG, **{"sg-cvx": _MNIST_SG}),
+        "xor": dict(methods=["cvx", "sg", "cvx-search"], T=[6, 8, 11], net=_XOR_NET, n_regs=6,
+                    at={11: dict(net=_XOR_WIDE)},
+                    sg=dict(net=dict(_XOR_NET, width=100, last_width=200), epochs=60, lrs=[3e-3]),
+                    **{"cvx-search": _XOR_SEARCH_QUICK}),
+        "addition": dict(methods=["cvx", "cvx-search"], base=[2, 3, 5], net=_ADD_NET, n_regs=4,
+                         min_ratio=0.05,
+                         grid=dict(beta=[0.0, 0.5], witness_scale=[1.0, 3.0, 10.0]),  # chosen on validation
+                         **{"cvx-search": _ADD_SEARCH_QUICK}),
+        "mnist": dict(methods=["cvx", "sg", "sg-cvx", "sg-cvx-search"], T=[4], net=_MNIST_NET, n_regs=5,
+                      min_ratio=0.01, sg=_MNIST_SG,
+                      **{"sg-cvx": _MNIST_SG, "sg-cvx-search": _MNIST_SEARCH_QUICK}),
     },
     # the paper's protocols (docs/tasks.md; hours)
     "paper": {
         "seeds": [0, 1, 2],
-        "xor": dict(methods=["cvx", "sg", "sg-cvx"], T=[6, 8, 11, 14], net=_XOR_PAPER, n_regs=10,
-                    at={11: dict(net=_XOR_WIDE), 14: dict(net=_XOR_WIDE)}, sg=dict(net=_XOR_PAPER)),
-        "addition": dict(methods=["sg", "sg-cvx", "sg-sg", "cvx", "cvx-sg"], base=[2, 3, 5], net=_ADD_NET,
-                         n_regs=8, min_ratio=0.01,
-                         grid=dict(beta=[0.0, 0.5, 0.9, 0.99], witness_scale=[1.0, 3.0, 10.0])),
-        "mnist": dict(methods=["cvx", "sg", "sg-cvx"], T=[4], net=_MNIST_NET, n_regs=8, min_ratio=0.01,
-                      sg=_MNIST_SG_PAPER, **{"sg-cvx": _MNIST_SG_PAPER}),
+        "xor": dict(methods=["cvx", "sg", "sg-cvx", "cvx-search"], T=[6, 8, 11, 14], net=_XOR_PAPER,
+                    n_regs=10, at={11: dict(net=_XOR_WIDE), 14: dict(net=_XOR_WIDE)}, sg=dict(net=_XOR_PAPER),
+                    **{"cvx-search": _XOR_SEARCH_PAPER}),
+        "addition": dict(methods=["sg", "sg-cvx", "sg-sg", "cvx", "cvx-sg", "cvx-search"], base=[2, 3, 5],
+                         net=_ADD_NET, n_regs=8, min_ratio=0.01,
+                         grid=dict(beta=[0.0, 0.5, 0.9, 0.99], witness_scale=[1.0, 3.0, 10.0]),
+                         **{"cvx-search": _ADD_SEARCH_PAPER}),
+        "mnist": dict(methods=["cvx", "sg", "sg-cvx", "cvx-search", "sg-cvx-search"], T=[4], net=_MNIST_NET,
+                      n_regs=8, min_ratio=0.01, sg=_MNIST_SG_PAPER,
+                      **{"sg-cvx": _MNIST_SG_PAPER,
+                         "cvx-search": dict(_MNIST_SEARCH, search_rounds=20, search_seconds=900.0),
+                         "sg-cvx-search": dict(_MNIST_SG_PAPER, **_MNIST_SEARCH) | dict(search_rounds=20,
+                                                                                      search_seconds=900.0)}),
         "dfa": dict(methods=["cvx", "sg"], symbols=[2, 3, 5], net=_XOR_NET, n_regs=8),
     },
 }
@@ -80,6 +110,17 @@ PRESETS: dict[str, dict] = {
 
 def _where(task: str, m: str | None = None) -> str:
     return f"[{task}]" if m is None else f"[{task}.{m}]"
+
+
+def _at(at, key: str, values: list, where: str) -> dict:
+    """An ``at`` table keyed by grid values (as strings); its keys must be among ``values``."""
+    if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
+        raise ValueError(f"{where}: 'at' must be a table of tables keyed by {key} values")
+    at = {str(k): v for k, v in at.items()}
+    unknown = sorted(set(at) - {str(v) for v in values})
+    if unknown:
+        raise ValueError(f"{where}: 'at' names {unknown}, which are not among {key} = {values}")
+    return at
 
 
 def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[dict]:
@@ -125,20 +166,21 @@ def expand(config: dict, tasks: list[str] | None = None, seeds: list[int] | None
         for m, o in overrides.items():
             if not isinstance(o, dict):
                 raise TypeError(f"{_where(task, m)} must be a table, got {type(o).__name__} {o!r}")
-        at = table.pop("at", {})
-        if not isinstance(at, dict) or not all(isinstance(v, dict) for v in at.values()):
-            raise ValueError(f"{_where(task)}: 'at' must be a table of tables keyed by {key} values")
-        at = {str(k): v for k, v in at.items()}
-        unknown = sorted(set(at) - {str(v) for v in values})
-        if unknown:
-            raise ValueError(f"{_where(task)}: 'at' names {unknown}, which are not among {key} = {values}")
-        for seed, m, v in itertools.product(seeds, methods + [m for m in overrides if m not in methods],
-                                            values):
-            cell = {**table, **at.get(str(v), {}), **overrides.get(m, {}),
-                    "task": task, "method": m, "seed": seed, key: v}
-            check_cell(cell, METHODS)  # a method sub-table is checked even when unused
-            if m in methods:
-                cells.append(cell)
+        at = _at(table.pop("at", {}), key, values, _where(task))
+        grids, ats = {}, {}
+        for m in overrides:
+            o = dict(overrides[m])
+            own = o.pop(key, values)
+            grids[m] = own if isinstance(own, list) else [own]
+            ats[m] = _at(o.pop("at", {}), key, grids[m], _where(task, m))
+            overrides[m] = o
+        for seed, m in itertools.product(seeds, methods + [m for m in overrides if m not in methods]):
+            for v in grids.get(m, values):
+                cell = {**table, **at.get(str(v), {}), **overrides.get(m, {}),
+                        **ats.get(m, {}).get(str(v), {}), "task": task, "method": m, "seed": seed, key: v}
+                check_cell(cell, METHODS)  # a method sub-table is checked even when unused
+                if m in methods:
+                    cells.append(cell)
     if not cells:
         raise ValueError("the config selects no cells (check --tasks and the task tables)")
     return cells

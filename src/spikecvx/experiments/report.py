@@ -1,4 +1,8 @@
-"""Markdown tables (mean +- std over seeds, beside the published numbers) and PNG plots."""
+"""Markdown tables (mean +- std over seeds, beside the published numbers) and PNG plots.
+
+Cells of the witness-search methods also get a per-round table (objective, gap, violations,
+columns added, validation accuracy, and the final statement and test score) and a plot of the
+objective, the best violation and the validation accuracy per round."""
 
 from __future__ import annotations
 
@@ -63,6 +67,43 @@ def _accuracy_table(spec, rows) -> list[str]:
 _LAYOUTS = {"accuracy": _accuracy_table, "lengths": _lengths_table}
 
 
+def _searches(records) -> list[tuple[str, dict, dict]]:
+    """(label, record, search dict) for every head of every witness-search record, in order."""
+    out = []
+    for r in records:
+        c = r["cell"]
+        for head, s in r["result"].get("report", {}).get("search", {}).items():
+            key = TASKS[c["task"]].grid_key if c.get("task") in TASKS else None
+            label = f"{c['task']} {key}={c.get(key)} {c['method']} s{c['seed']} {head}"
+            out.append((label, r, s))
+    return out
+
+
+def _num(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def search_tables(records: list[dict]) -> str:
+    """Per-round tables of the witness-search cells ("" when there are none)."""
+    found = _searches(records)
+    if not found:
+        return ""
+    lines = ["### Witness search, per round\n",
+             "Violations in units of reg (a candidate improves the objective when > 1); the scores are "
+             "the validation accuracy of the solution the round priced against.\n",
+             "| cell | round | columns | objective | gap | max violation | median violation | added "
+             "| val. acc. % |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, r, s in found:
+        for e in s["rounds"]:
+            val = None if e["val_score"] is None else 100 * e["val_score"]
+            lines.append(f"| {label} | {e['round']} | {e['columns']} | {e['objective']:.5g} | "
+                         f"{e['gap']:.1e} | {_num(e['max_violation'], '.3g')} | "
+                         f"{_num(e['median_violation'], '.3g')} | {e['added']} | {_num(val, '.1f')} |")
+        lines.append(f"| {label} | final: {s['statement']}; test (headline) "
+                     f"{100 * r['result']['headline']:.1f} % | | | | | | | |")
+    return "\n".join(lines)
+
+
 def tables(records: list[dict]) -> str:
     """One markdown table per task, in the order of ``TASKS``; records of other tasks are left out."""
     groups: dict[str, dict] = defaultdict(lambda: defaultdict(list))
@@ -70,8 +111,10 @@ def tables(records: list[dict]) -> str:
         c = r["cell"]
         if c.get("task") in TASKS:
             groups[c["task"]][(c.get(TASKS[c["task"]].grid_key), c.get("method"))].append(r)
-    return "\n\n".join("\n".join(_LAYOUTS[spec.layout](spec, groups[name]))
-                        for name, spec in TASKS.items() if name in groups)
+    parts = ["\n".join(_LAYOUTS[spec.layout](spec, groups[name]))
+             for name, spec in TASKS.items() if name in groups]
+    search = search_tables(records)
+    return "\n\n".join(parts + ([search] if search else []))
 
 
 def plots(records: list[dict], out: str | Path) -> list[Path]:
@@ -130,6 +173,27 @@ def plots(records: list[dict], out: str | Path) -> list[Path]:
                title="Sequential MNIST along the path")
         ax.legend(fontsize=7)
         save(fig, "mnist_accuracy_along_path.png")
+    found = _searches(records)
+    if found:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+        for label, _, s in found:
+            rounds = [e["round"] for e in s["rounds"]]
+            axes[0].plot(rounds, [e["objective"] for e in s["rounds"]], "o-", label=label)
+            # the closing entry prices nothing: its point is every searched candidate re-priced
+            # at the final solution (the statement's v)
+            axes[1].plot(rounds, [(s["best_violation"] if e is s["rounds"][-1] else np.nan)
+                                  if e["max_violation"] is None else e["max_violation"]
+                                  for e in s["rounds"]], "o-", label=label)
+            axes[2].plot(rounds, [np.nan if e["val_score"] is None else 100 * e["val_score"]
+                                  for e in s["rounds"]], "o-", label=label)
+        axes[0].set(xlabel="round", ylabel="objective", yscale="log", title="Certified objective")
+        axes[1].axhline(1, ls=":", c="gray")
+        axes[1].set(xlabel="round", ylabel="best violation / reg", yscale="log", title="Best candidate")
+        axes[2].set(xlabel="round", ylabel="validation accuracy %", title="Validation accuracy")
+        axes[2].legend(fontsize=6)
+        for ax in axes:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        save(fig, "search_rounds.png")
     gaps = [(f"{r['cell']['task']} {r['cell']['method']}", p["rel_gap"]) for r in records
             for path in r["result"].get("report", {}).get("paths", {}).values() for p in path]
     if gaps:

@@ -26,8 +26,10 @@ from ..dictionary.witnesses import WITNESS_KINDS
 from .heads import BINARY_LOSSES, HEAD_LOSSES, PROBABILISTIC_LOSSES, Head, default_heads
 from .registry import METHODS, get_method
 from .report import FitReport
+from .search import GENERATORS
 
 _CVX, _SG, _FT = METHODS["cvx"].options, METHODS["sg"].options, METHODS["cvx-sg"].options
+_SEARCH = METHODS["cvx-search"].options
 
 
 def _has_proba(est: SpikingClassifier) -> bool:
@@ -43,7 +45,9 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
     Args (keyword only):
         method: a name in ``spikecvx.train.METHODS``: "cvx" (Gaussian witnesses + convex
             readout), "sg" (surrogate gradients), "sg-cvx" (SG hidden weights + convex readout),
-            "cvx-sg" / "sg-sg" (then SG fine-tuning on the validation part).
+            "cvx-sg" / "sg-sg" (then SG fine-tuning on the validation part), "cvx-search" /
+            "sg-cvx-search" (the dictionary of "cvx" / "sg-cvx" grown by witness search; the
+            network is then a ``GrownSNN``).
         layers, branches, width, last_width, beta, threshold, readout, readout_bias: the
             ``ParallelSNN`` architecture (the label is read at the last step).
         time_steps: how many steps a 2-D input row is cut into (ignored for 3-D inputs).
@@ -54,13 +58,20 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         witness, witness_scale: distribution and scale of the witnesses (hidden weights).
         epochs, lrs: SG training budget and learning-rate grid.
         ft_lrs: learning-rate grid of the fine-tuning stage of "cvx-sg" / "sg-sg".
+        reg_ratio, search_rounds, generators, search_candidates, search_steps, search_seconds,
+            max_add: the witness search (search methods): reg as a share of reg_max, pricing
+            rounds, candidate generators by name ("ascent", "ascent-fresh", "random", "branch")
+            with their candidates and ascent steps per round, the search's wall-clock budget
+            (None: none) and the most columns added per round.
         validation_fraction: share of the training data used for model selection.
         tol: relative duality gap every convex solve must certify.
         random_state: seed of witnesses, splits and SG.
-        verbose: show progress bars of the dictionary, the paths and SG training.
+        verbose: show progress bars of the dictionary, the paths and SG training, and one line
+            per round of a witness search.
         device: where the network is trained and run ("cpu", "cuda", ...; None: the CPU).
 
-    Attributes after ``fit``: ``classes_``, ``network_`` (the trained ``ParallelSNN``),
+    Attributes after ``fit``: ``classes_``, ``network_`` (the trained ``ParallelSNN``, or
+    ``GrownSNN`` for the search methods),
     ``head_`` (its output ``Head``), ``report_`` (the ``FitReport``), ``certificate_`` (primal,
     dual, gap, rel_gap, reg, dictionary size, distinct columns, neurons kept; None when the
     readout is not a convex solution: "sg", "cvx-sg", "sg-sg") and ``n_features_in_``.
@@ -86,6 +97,13 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "lrs": [list, tuple],
         "ft_lrs": [list, tuple],
+        "reg_ratio": [Interval(Real, 0, None, closed="neither")],
+        "search_rounds": [Interval(Integral, 1, None, closed="left")],
+        "generators": [list, tuple],
+        "search_candidates": [Interval(Integral, 1, None, closed="left")],
+        "search_steps": [Interval(Integral, 0, None, closed="left")],
+        "search_seconds": [Interval(Real, 0, None, closed="neither"), None],
+        "max_add": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "random_state": [Interval(Integral, 0, None, closed="left")],
@@ -99,7 +117,13 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
                  loss: str | None = None, penalty: str = "l1", n_regs: int = _CVX["n_regs"],
                  min_ratio: float = _CVX["min_ratio"], witness: str = _CVX["witness"],
                  witness_scale: float = _CVX["witness_scale"], epochs: int = _SG["epochs"],
-                 lrs: tuple = _SG["lrs"], ft_lrs: tuple = _FT["ft_lrs"], validation_fraction: float = 0.25,
+                 lrs: tuple = _SG["lrs"], ft_lrs: tuple = _FT["ft_lrs"],
+                 reg_ratio: float = _SEARCH["reg_ratio"], search_rounds: int = _SEARCH["search_rounds"],
+                 generators: tuple = _SEARCH["generators"],
+                 search_candidates: int = _SEARCH["search_candidates"],
+                 search_steps: int = _SEARCH["search_steps"],
+                 search_seconds: float | None = _SEARCH["search_seconds"], max_add: int = _SEARCH["max_add"],
+                 validation_fraction: float = 0.25,
                  tol: float = _CVX["tol"], random_state: int = 0, verbose: bool = False,
                  device: str | torch.device | None = None):
         self.method = method
@@ -121,6 +145,13 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         self.epochs = epochs
         self.lrs = lrs
         self.ft_lrs = ft_lrs
+        self.reg_ratio = reg_ratio
+        self.search_rounds = search_rounds
+        self.generators = generators
+        self.search_candidates = search_candidates
+        self.search_steps = search_steps
+        self.search_seconds = search_seconds
+        self.max_add = max_add
         self.validation_fraction = validation_fraction
         self.tol = tol
         self.random_state = random_state
@@ -159,6 +190,10 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
                                  "learning rate, got an empty sequence")
             for lr in rates:
                 check_positive(f"The '{name}' parameter of SpikingClassifier: learning rate", lr)
+        if isinstance(self.generators, str) or not self.generators or any(
+                g not in GENERATORS for g in self.generators):
+            raise ValueError(f"The 'generators' parameter of SpikingClassifier must be a non-empty list of "
+                             f"names among {GENERATORS}, got {self.generators!r}")
         for name in ("width", "last_width"):
             if getattr(self, name) % self.branches:
                 raise ValueError(f"The '{name}' parameter of SpikingClassifier ({getattr(self, name)}) must "
@@ -197,7 +232,11 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         method = get_method(self.method)
         params = dict(penalty=self.penalty, n_regs=self.n_regs, min_ratio=self.min_ratio,
                       witness=self.witness, witness_scale=self.witness_scale, tol=self.tol,
-                      epochs=self.epochs, lrs=tuple(self.lrs), ft_lrs=tuple(self.ft_lrs))
+                      epochs=self.epochs, lrs=tuple(self.lrs), ft_lrs=tuple(self.ft_lrs),
+                      reg_ratio=self.reg_ratio, search_rounds=self.search_rounds,
+                      generators=tuple(self.generators), search_candidates=self.search_candidates,
+                      search_steps=self.search_steps, search_seconds=self.search_seconds,
+                      max_add=self.max_add)
         options = {k: v for k, v in params.items() if k in method.options}
         # the hybrids fine-tune on the validation part and validate on the training part
         net, rep = method.fit(Xs[tr], target[tr], Xs[va], target[va], net_kw, [self.head_],

@@ -2,7 +2,7 @@
 
 ``SpikingClassifier`` and the experiment cells both train through ``METHODS[name].fit``, so a
 method has one set of defaults wherever it runs. The defaults are read from the signatures of
-``fit_cvx``, ``train_sg`` and ``fine_tune``, so they are written once. Adding a method means
+``fit_cvx``, ``train_sg``, ``fine_tune`` and ``fit_search``, so they are written once. Adding a method means
 adding one ``Method`` to ``METHODS`` here (with its fit function, here or in its own module).
 """
 
@@ -15,10 +15,13 @@ from types import MappingProxyType
 
 import torch
 
+from .._validation import check_choice, check_int, check_positive
 from ..snn import ParallelSNN
+from ..snn.grown import GrownSNN
 from .heads import Head
 from .methods import fine_tune, fit_cvx, fit_sg, fit_sg_cvx
 from .report import FitReport
+from .search import GENERATORS, fit_search, make_generators
 from .sg import Augment, train_sg
 
 
@@ -34,6 +37,15 @@ SG_OPTIONS = _defaults(train_sg, ("epochs", "lrs", "batch_size", "weight_decay",
 # the fine-tuning stage of a hybrid: its learning rates; its other SG options are the SG ones
 FINE_TUNE_OPTIONS = {"ft_lrs": inspect.signature(fine_tune).parameters["lrs"].default}
 _READOUT_KEYS = ("penalty", "n_regs", "min_ratio", "tol")  # the convex stage of SG-CVX (no sampling, no grid)
+_FS = inspect.signature(fit_search).parameters
+_MG = inspect.signature(make_generators).parameters
+# the witness search: reg as a share of reg_max, rounds, the generators by name and their
+# candidates (and ascent steps) per round, the wall-clock budget of the search, columns added per round
+SEARCH_OPTIONS = dict(reg_ratio=_FS["reg_ratio"].default, search_rounds=_FS["max_rounds"].default,
+                      generators=("ascent",), search_candidates=_MG["candidates"].default,
+                      search_steps=_MG["steps"].default, search_seconds=_FS["max_seconds"].default,
+                      max_add=_FS["max_add"].default)
+_SEARCH_CONVEX_KEYS = ("penalty", "tol")
 _FT_SG_KEYS = ("epochs", "batch_size", "weight_decay", "path_norm_reg", "patience")
 
 Split = tuple  # (X, y, X_val, y_val)
@@ -56,7 +68,7 @@ class Method:
     summary: str
     certified: bool
     options: Mapping[str, object]
-    run: Callable[..., tuple[ParallelSNN, FitReport]]
+    run: Callable[..., tuple[ParallelSNN | GrownSNN, FitReport]]
 
     def resolve(self, options: Mapping[str, object]) -> dict:
         """The defaults updated with ``options``; unknown option names are a ValueError."""
@@ -69,7 +81,7 @@ class Method:
     def fit(self, X_train, y_train, X_val, y_val, net_kwargs: dict, heads: list[Head] | None = None, *,
             seed: int = 0, fine_tune_split: Split | None = None, augment: Augment | None = None,
             progress: bool = False, device: str | torch.device | None = None, distributed=None,
-            **options) -> tuple[ParallelSNN, FitReport]:
+            **options) -> tuple[ParallelSNN | GrownSNN, FitReport]:
         """Train; returns (network, report).
 
         Args:
@@ -122,6 +134,46 @@ def _run_sg_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, d
                       distributed=distributed, sg_kwargs=_sg_kw(opts, augment), **_pick(opts, _READOUT_KEYS))
 
 
+def _check_search(opts: dict) -> None:
+    """ValueError / TypeError naming the search option whose value is invalid."""
+    check_positive("reg_ratio", opts["reg_ratio"])
+    for name in ("search_rounds", "search_candidates", "max_add"):
+        check_int(name, opts[name])
+    check_int("search_steps", opts["search_steps"], minimum=0)
+    if opts["search_seconds"] is not None:
+        check_positive("search_seconds", opts["search_seconds"])
+    names = opts["generators"]
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise TypeError(f"generators must be a non-empty list of names among {GENERATORS}, got {names!r}")
+    for name in names:
+        check_choice("generators", name, GENERATORS)
+
+
+def _search_kw(opts: dict, seed: int, scale: float) -> dict:
+    _check_search(opts)
+    gens = make_generators(opts["generators"], opts["search_candidates"], opts["search_steps"], scale, seed)
+    return dict(_pick(opts, _SEARCH_CONVEX_KEYS), generators=gens, reg_ratio=opts["reg_ratio"],
+                max_rounds=opts["search_rounds"], max_seconds=opts["search_seconds"], max_add=opts["max_add"])
+
+
+def _run_cvx_search(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+    return fit_search(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
+                      witness=opts["witness"], witness_scale=opts["witness_scale"],
+                      **_search_kw(opts, seed, opts["witness_scale"]))
+
+
+def _run_sg_cvx_search(split, ft_split, net_kw, heads, seed, opts, augment, progress, device):
+    _check_search(opts)  # before the SG stage
+    sg_net, sg_rep = fit_sg(*split, net_kw, heads=heads, seed=seed, progress=progress, device=device,
+                            **_sg_kw(opts, augment))
+    kw = dict(net_kw, beta=sg_net.beta, threshold=sg_net.threshold)
+    model, rep = fit_search(*split, kw, heads=heads, witness_net=sg_net, seed=seed, progress=progress,
+                            device=device, **_search_kw(opts, seed, 1.0))
+    rep.sg_stage = sg_rep
+    rep.time_total += sg_rep.time_total
+    return model, rep
+
+
 def _fine_tuned(name: str, first: Callable):
     """A hybrid: ``first`` trains on ``split``, then SG fine-tunes on ``ft_split``."""
 
@@ -154,6 +206,15 @@ METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in (
            _fine_tuned("cvx-sg", _run_cvx)),
     Method("sg-sg", "SG, then SG fine-tuning on the fine-tuning split.",
            False, MappingProxyType(SG_OPTIONS | FINE_TUNE_OPTIONS), _fine_tuned("sg-sg", _run_sg)),
+    Method("cvx-search", "CVX whose dictionary grows by witness search where the dual certificate is "
+           "violated; a GrownSNN.", True,
+           MappingProxyType(_pick(CVX_OPTIONS, ("penalty", "tol", "witness", "witness_scale"))
+                            | SEARCH_OPTIONS),
+           _run_cvx_search),
+    Method("sg-cvx-search", "SG-CVX whose dictionary (the SG network's neurons) grows by witness search; "
+           "a GrownSNN.", True,
+           MappingProxyType(_pick(CVX_OPTIONS, _SEARCH_CONVEX_KEYS) | SEARCH_OPTIONS | SG_OPTIONS),
+           _run_sg_cvx_search),
 )})
 
 

@@ -3,8 +3,10 @@
 A ``FitReport`` holds one ``HeadFit`` per output head (the certificate of the chosen convex solve
 and its regularisation path), the chosen hyper-parameters and the grid trials, the dictionary
 sizes, the timings, the SG details of SG stages and the reports of nested stages (the SG stage of
-SG-CVX, the fine-tuning stage of CVX-SG / SG-SG). ``to_dict`` / ``from_dict`` convert to and from
-plain JSON-serialisable dicts; the solver's coefficient arrays are not part of the JSON.
+SG-CVX, the fine-tuning stage of CVX-SG / SG-SG). A head fitted by witness search carries a
+``SearchFit``: one ``SearchRound`` per pricing round and the final certificate statement.
+``to_dict`` / ``from_dict`` convert to and from plain JSON-serialisable dicts; the solver's
+coefficient arrays are not part of the JSON.
 """
 
 from __future__ import annotations
@@ -60,11 +62,92 @@ class PathPoint:
 
 
 @dataclass(frozen=True)
+class SearchRound:
+    """One pricing round of a witness search, about the solution it priced against.
+
+    Attributes:
+        round: 1, 2, ...
+        objective, gap: primal value and duality gap of that solution (over ``columns``).
+        columns: dictionary size of that solution.
+        val_score: its validation accuracy (None without validation data).
+        candidates: candidates priced in this round, by source ("ascent", "random", ...).
+        max_violation, median_violation: over those candidates, in units of reg (None for the
+            closing entry, which describes the final solution after the last columns were added).
+        violating, added: candidates priced above 1, and the distinct new ones added.
+        seconds: time since the search started, at the end of this round's pricing.
+    """
+
+    round: int
+    objective: float
+    gap: float
+    columns: int
+    val_score: float | None = None
+    candidates: dict = field(default_factory=dict)
+    max_violation: float | None = None
+    median_violation: float | None = None
+    violating: int = 0
+    added: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def of(cls, entry: dict) -> SearchRound:
+        """From one entry of ``spikecvx.train.search.SearchResult.log``."""
+        return cls(round=int(entry["round"]), objective=float(entry["objective"]), gap=float(entry["gap"]),
+                   columns=int(entry["columns"]), val_score=entry.get("val_score"),
+                   candidates={str(k): int(v) for k, v in entry.get("candidates", {}).items()},
+                   max_violation=entry.get("max_violation"), median_violation=entry.get("median_violation"),
+                   violating=int(entry.get("violating", 0)), added=int(entry.get("added", 0)),
+                   seconds=float(entry.get("seconds", 0.0)))
+
+    def to_dict(self) -> dict:
+        return dict(round=self.round, objective=self.objective, gap=self.gap, columns=self.columns,
+                    val_score=self.val_score, candidates=dict(self.candidates),
+                    max_violation=self.max_violation, median_violation=self.median_violation,
+                    violating=self.violating, added=self.added, seconds=self.seconds)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchRound:
+        return cls(**{k: (dict(v) if k == "candidates" else v) for k, v in d.items()})
+
+
+@dataclass(frozen=True)
+class SearchFit:
+    """A head's witness search: its rounds and what the final solution is certified over.
+
+    Attributes:
+        rounds: one ``SearchRound`` per round.
+        columns: columns of the final dictionary (the final certificate is over these).
+        searched: candidates priced over all rounds.
+        best_violation: the largest violation (units of reg) of any searched candidate at the
+            final dual point; <= 1 means the gap also covers every searched candidate.
+        statement: "certified over the N columns found; the best of M searched candidates
+            violates by v x reg".
+    """
+
+    rounds: tuple[SearchRound, ...]
+    columns: int
+    searched: int
+    best_violation: float
+    statement: str
+
+    def to_dict(self) -> dict:
+        return dict(rounds=[r.to_dict() for r in self.rounds], columns=self.columns, searched=self.searched,
+                    best_violation=self.best_violation, statement=self.statement)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchFit:
+        return cls(rounds=tuple(SearchRound.from_dict(r) for r in d["rounds"]), columns=d["columns"],
+                   searched=d["searched"], best_violation=d["best_violation"], statement=d["statement"])
+
+
+@dataclass(frozen=True)
 class HeadFit:
     """The convex readout of one head: the chosen solve, its certificate, its path, its score.
 
     ``solution`` is the chosen ``SolveResult`` itself (coefficients included); it exists only in
-    memory and is None in a report read back by ``from_dict``."""
+    memory and is None in a report read back by ``from_dict``. ``search`` is the witness search
+    that grew the head's dictionary (None for a fixed dictionary); its ``path`` is then the
+    final solve only."""
 
     name: str
     loss: str
@@ -72,19 +155,24 @@ class HeadFit:
     path: tuple[PathPoint, ...]
     val_acc: float
     solution: SolveResult | None = field(default=None, compare=False, repr=False)
+    search: SearchFit | None = None
 
     @property
     def reg(self) -> float:
         return self.certificate.reg
 
     def to_dict(self) -> dict:
-        return dict(name=self.name, loss=self.loss, certificate=self.certificate.to_dict(),
-                    path=[p.to_dict() for p in self.path], val_acc=self.val_acc)
+        out = dict(name=self.name, loss=self.loss, certificate=self.certificate.to_dict(),
+                   path=[p.to_dict() for p in self.path], val_acc=self.val_acc)
+        if self.search is not None:
+            out["search"] = self.search.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> HeadFit:
         return cls(name=d["name"], loss=d["loss"], certificate=Certificate(**d["certificate"]),
-                   path=tuple(PathPoint(**p) for p in d["path"]), val_acc=d["val_acc"])
+                   path=tuple(PathPoint(**p) for p in d["path"]), val_acc=d["val_acc"],
+                   search=None if d.get("search") is None else SearchFit.from_dict(d["search"]))
 
 
 @dataclass(frozen=True)
@@ -138,13 +226,15 @@ class FitReport:
     """What a training method did and how well its choices scored on validation.
 
     Attributes:
-        method: the method name ("cvx", "sg", "sg-cvx", "cvx-sg", "sg-sg", or "fine-tune" for a
+        method: the method name (a key of ``spikecvx.train.METHODS``, or "fine-tune" for a
             fine-tuning stage).
         heads: one ``HeadFit`` per head, by head name (empty for SG stages).
         chosen: the grid point that won (neuron / witness hyper-parameters; {} without a grid).
         grid: every grid point tried, each with its ``val_score``.
         val_score: mean validation accuracy over heads of the chosen point (None for SG).
-        dictionary: sizes of the chosen spike dictionary (None for SG).
+        dictionary: sizes of the chosen spike dictionary (None for SG); after a witness search,
+            ``neurons`` counts the initial neurons plus the added ones and ``distinct`` the
+            final columns, summed over heads (each head grows its own dictionary).
         neurons_kept: last-layer neurons with a non-zero readout row (None for SG).
         time_total, time_dictionary: seconds for the whole fit and for building the dictionary.
         sg: SG training details (SG stages only).
@@ -171,6 +261,11 @@ class FitReport:
         """True when the report holds convex solves (for a fine-tuned hybrid: those of its convex
         stage, which no longer describe the fine-tuned readout)."""
         return bool(self.heads)
+
+    @property
+    def searches(self) -> dict[str, SearchFit]:
+        """The witness searches of the heads, by head name (empty for fixed dictionaries)."""
+        return {k: h.search for k, h in self.heads.items() if h.search is not None}
 
     def to_dict(self) -> dict:
         """Plain dict of JSON types (no arrays): ``json.dumps(report.to_dict())`` works."""

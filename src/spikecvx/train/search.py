@@ -12,6 +12,8 @@ optimised by surrogate-gradient ascent on a smooth version of the pricing score
 (``DualAscent``), and whole new branches trained by surrogate gradients against the current
 outputs as an offset (``BoostBranch``). ``search`` alternates solve -> price -> add the violating
 columns -> warm re-solve, and ``grown_network`` turns the result into a deployable ``GrownSNN``.
+``fit_search`` is the method behind "cvx-search" / "sg-cvx-search": one search per head, returning
+(``GrownSNN``, ``FitReport``); ``make_generators`` builds the generators by name.
 Finding the most violating neuron is NP-hard in general, so the final certificate covers the
 columns found plus the candidates searched, never every network (see docs/method.md).
 """
@@ -27,14 +29,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_bool, check_choice, check_int, check_positive
+from .._validation import check_bool, check_choice, check_device, check_int, check_positive
 from ..convex import DATAFITS, PENALTIES, reg_max, solve
 from ..dictionary import sample_witnesses, spike_dictionary
 from ..snn import ParallelSNN
 from ..snn.grown import GrownSNN
 from ..snn.lif import lif_scan
-from .heads import Head, check_targets, head_slices
+from .heads import Head, check_targets, default_heads, head_slices
 from .reconstruct import reconstruct
+from .report import Certificate, DictionarySize, FitReport, HeadFit, PathPoint, SearchFit, SearchRound
 from .sg import sg_init
 
 # ----------------------------------------------------------------------------------- pricing
@@ -126,6 +129,8 @@ class SearchContext:
         template: ``config()`` of the initial network (empty without one).
         seed, round: the search's seed and the round number (1, 2, ...), for seeding draws.
         base: the initial network (None when the search started from bare columns).
+        deadline: ``time.perf_counter()`` value at which the search's time budget ends (None:
+            no budget); iterative generators stop their steps there and return what they have.
     """
 
     X: torch.Tensor
@@ -139,6 +144,10 @@ class SearchContext:
     seed: int
     round: int
     base: ParallelSNN | None
+    deadline: float | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.perf_counter() > self.deadline
 
 
 def _features(net: ParallelSNN, X) -> np.ndarray:
@@ -173,7 +182,7 @@ class RandomPool:
     def __call__(self, ctx: SearchContext) -> CandidateSet:
         cfg = dict(ctx.template) | dict(self.net_kwargs or {})
         cfg["last_width"] = _round_width(self.n, cfg["branches"])
-        net = ParallelSNN(**cfg)
+        net = ParallelSNN(**cfg, device=None if ctx.base is None else ctx.base.device)
         sample_witnesses(net, self.kind, self.scale, 7919 * self.seed + ctx.seed * 101 + ctx.round)
         return _finish(net, ctx, self.source)
 
@@ -232,11 +241,11 @@ class DualAscent:
     def __call__(self, ctx: SearchContext) -> CandidateSet:
         trunk = self.trunk if self.trunk is not None else ctx.base
         if self.fresh_trunk:  # a new random trunk every round (the initial architecture)
-            trunk = ParallelSNN(**ctx.template, dtype=ctx.base.dtype)
+            trunk = ParallelSNN(**ctx.template, dtype=ctx.base.dtype, device=ctx.base.device)
             sample_witnesses(trunk, self.kind, self.scale, 7919 * self.seed + ctx.seed * 101 + ctx.round + 1)
         K = trunk.branches
         net = ParallelSNN(**(trunk.config() | dict(last_width=_round_width(self.n * self.restarts, K))),
-                          dtype=trunk.dtype)
+                          dtype=trunk.dtype, device=trunk.device)
         sample_witnesses(net, self.kind, self.scale, 7919 * self.seed + ctx.seed * 101 + ctx.round)
         with torch.no_grad():
             for a, b in zip(trunk.hidden[:-1], net.hidden[:-1]):
@@ -247,13 +256,16 @@ class DualAscent:
         # rows with U = 0 add nothing to phi^T U: the ascent runs on the other samples only
         active = torch.as_tensor(np.flatnonzero(np.any(U0 != 0, axis=(1, 2))))
         h = _trunk_input(trunk, ctx.X[active])
-        U = torch.as_tensor(U0[active.numpy()].reshape(-1, U0.shape[2]) / ctx.result.reg, dtype=h.dtype)
+        U = torch.as_tensor(U0[active.numpy()].reshape(-1, U0.shape[2]) / ctx.result.reg, dtype=h.dtype,
+                            device=h.device)
         w0 = net.hidden[-1].detach().clone()
         w = w0.clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=self.lr * self.scale)
         level = trunk.readout_bias if trunk.readout == "membrane" else trunk.threshold
         group = PENALTIES[ctx.penalty].group
         for _ in range(self.steps if len(active) else 0):
+            if ctx.out_of_time():
+                break
             _, u = _last_layer(trunk, h, w)
             u = u[:, -1] if trunk.readout_at == "last" else u.reshape(-1, u.shape[-1])
             tau = self.temperature * u.detach().std(dim=0).clamp_min(1e-6)
@@ -267,11 +279,14 @@ class DualAscent:
             net.hidden[-1].copy_(w.detach())
         cols1 = _features(net, ctx.X)
         better = price(cols1, ctx.result) > price(cols0, ctx.result)  # per neuron (feature index)
-        mask = torch.as_tensor(better)
+        mask = torch.as_tensor(better, device=w0.device)
         mask = mask.reshape(1, -1) if w0.dim() == 2 else mask.reshape(K, 1, -1)
         with torch.no_grad():
             net.hidden[-1].copy_(torch.where(mask, w.detach(), w0))
-        return _finish(net, ctx, self.source)
+        # a last-layer neuron's column depends on its own weights only: mix instead of recomputing
+        cols = np.where(better[None, :], cols1, cols0)
+        val = None if ctx.X_val is None else _features(net, ctx.X_val)
+        return CandidateSet(cols, self.source, net, val)
 
 
 def _offset_loss(loss: str, S: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
@@ -308,17 +323,19 @@ class BoostBranch:
     def __call__(self, ctx: SearchContext) -> CandidateSet:
         seed = 7919 * self.seed + ctx.seed * 101 + ctx.round
         cfg = dict(ctx.template) | self.arch | dict(n_out=ctx.Y.shape[1])
-        net = ParallelSNN(**cfg)
+        net = ParallelSNN(**cfg, device=None if ctx.base is None else ctx.base.device)
         sg_init(net, self.gain, seed)
-        X = ctx.X.to(net.dtype)
+        X = ctx.X.to(device=net.device, dtype=net.dtype)
         N, T = X.shape[0], X.shape[1]
         steps = 1 if net.readout_at == "last" else T
-        Z = torch.as_tensor(ctx.outputs.reshape(N, steps, -1), dtype=net.dtype)
-        Y = torch.as_tensor(ctx.Y.reshape(N, steps, -1), dtype=net.dtype)
+        Z = torch.as_tensor(ctx.outputs.reshape(N, steps, -1), dtype=net.dtype, device=net.device)
+        Y = torch.as_tensor(ctx.Y.reshape(N, steps, -1), dtype=net.dtype, device=net.device)
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         net.train()
         for _ in range(self.epochs):
+            if ctx.out_of_time():
+                break
             order = torch.randperm(N, generator=gen)
             for a in range(0, N, self.batch_size):
                 idx = order[a : a + self.batch_size]
@@ -423,8 +440,11 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         max_rounds: pricing rounds. A round prices all candidates at the current solution; if
             none violates (> 1) the search stops certified over them, otherwise the violating
             distinct new columns (the ``max_add`` strongest) are added and the problem is
-            re-solved warm (old coef padded with zeros) unless a budget is spent.
-        max_columns: dictionary size budget; max_seconds: wall-clock budget.
+            re-solved warm (old coef padded with zeros). When a budget is then spent, a closing
+            log entry (no candidates) describes the final solution.
+        max_columns: dictionary size budget. max_seconds: wall-clock budget, counted from the
+            start; no round begins that would end after it, judging by the last round's time,
+            and the iterative generators (ascent steps, branch epochs) stop when it is spent.
         slack: a column violates when it prices above ``1 + slack`` (the dual point is scaled
             onto the constraint, so the dictionary's tight columns price 1 up to rounding).
 
@@ -437,7 +457,7 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         so ``statement`` reads "certified over the N columns found; the best of M searched
         candidates violates by v x reg".
     """
-    t0 = time.perf_counter()
+    t0 = start = time.perf_counter()
     check_choice("loss", loss, DATAFITS)
     check_choice("penalty", penalty, PENALTIES)
     max_rounds = check_int("max_rounds", max_rounds, minimum=0)
@@ -495,9 +515,11 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
     log = []
     searched_packed, searched_n = [], 0
     for rnd in range(1, max_rounds + 1):
+        round_start = time.perf_counter() - t0
         Z = _outputs(D, res.coef)
         ctx = SearchContext(Xt, Y, loss, penalty, res, Z, template, Xv, seed, rnd,
-                            blocks[0] if blocks else None)
+                            blocks[0] if blocks else None,
+                            None if max_seconds is None else start + max_seconds)
         sets = [g(ctx) for g in generators]
         entry = dict(round=rnd, objective=res.primal, gap=res.gap, columns=D.shape[1],
                      candidates={}, by_source={}, solve_seconds=res.time)
@@ -555,9 +577,7 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
             print(f"round {rnd}: objective {res.primal:.6g} gap {res.gap:.2e} columns {D.shape[1]} "
                   f"max viol {entry['max_violation']:.3g} added {len(chosen)}"
                   + (f" val {entry['val_score']:.4f}" if 'val_score' in entry else ""))
-        if not picks or not chosen or rnd == max_rounds:
-            break
-        if max_seconds is not None and elapsed > max_seconds:
+        if not picks or not chosen:
             break
         # add the chosen columns, with the block each comes from
         new_cols, new_val, new_block, new_neuron = [], [], [], []
@@ -585,10 +605,13 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         coef = res.coef.reshape(res.coef.shape[0], -1)
         warm = np.concatenate([coef, np.zeros((D.shape[1] - coef.shape[0], coef.shape[1]))])
         res = solve_now(warm.reshape((-1,) if res.coef.ndim == 1 else warm.shape))
-        if max_columns is not None and D.shape[1] >= max_columns:
+        now = time.perf_counter() - t0
+        # the next round (generators, pricing and the re-solve) is estimated to take as long as this one
+        over_time = max_seconds is not None and now + (now - round_start) > max_seconds
+        full = max_columns is not None and D.shape[1] >= max_columns
+        if rnd == max_rounds or over_time or full:  # a closing entry: the final solution, not priced
             log.append(dict(round=rnd + 1, objective=res.primal, gap=res.gap, columns=D.shape[1],
-                            candidates={}, added=0, solve_seconds=res.time,
-                            seconds=time.perf_counter() - t0,
+                            candidates={}, added=0, solve_seconds=res.time, seconds=now,
                             **({} if Dv is None else dict(val_score=_score(loss, _outputs(Dv, res.coef),
                                                                             yv, res.classes)))))
             break
@@ -698,11 +721,43 @@ def grown_network(sr: SearchResult, prune: bool = True, merge: bool = True) -> G
 # ---------------------------------------------------------------------------------- method
 
 
-def _default_heads(y_train, loss: str | None) -> list[Head]:
-    y = np.asarray(y_train)
-    if np.isin(y, (-1, 1)).all() and len(np.unique(y)) == 2:
-        return [Head("y", 1, loss or "hinge")]
-    return [Head("y", int(y.max()) + 1, loss or "softmax")]
+GENERATORS = ("ascent", "ascent-fresh", "random", "branch")
+
+
+def make_generators(names, candidates: int = 512, steps: int = 30, scale: float = 1.0,
+                    seed: int = 0) -> list:
+    """Candidate generators by name, ``candidates`` neurons each per round.
+
+    "ascent": ``DualAscent`` (``steps`` ascent steps) on the initial trunk; "ascent-fresh": the
+    same on a fresh random trunk every round; "random": ``RandomPool`` (witness ``scale``);
+    "branch": ``BoostBranch`` (a 3-layer branch with ``candidates`` last-layer neurons).
+    """
+    if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+        raise TypeError(f"generators must be a non-empty list of names among {GENERATORS}, got {names!r}")
+    candidates, steps = check_int("candidates", candidates), check_int("steps", steps, minimum=0)
+    out = []
+    for name in names:
+        check_choice("generators", name, GENERATORS)
+        if name == "ascent":
+            out.append(DualAscent(candidates, steps=steps, seed=seed + 2))
+        elif name == "ascent-fresh":
+            out.append(DualAscent(candidates, steps=steps, fresh_trunk=True, seed=seed + 5))
+        elif name == "random":
+            out.append(RandomPool(candidates, scale=scale, seed=seed + 1))
+        else:
+            out.append(BoostBranch(width=max(2, candidates // 2), last_width=candidates, epochs=5,
+                                   seed=seed + 3))
+    return out
+
+
+def _head_fit(h: Head, sr: SearchResult, val: float | None) -> HeadFit:
+    res = sr.result
+    point = PathPoint(reg=res.reg, val_acc=float("nan") if val is None else val, gap=res.gap,
+                      rel_gap=res.rel_gap, nnz_rows=res.n_nonzero_rows, seconds=res.time)
+    search_fit = SearchFit(rounds=tuple(SearchRound.of(e) for e in sr.log), columns=sr.n_columns,
+                           searched=sr.searched, best_violation=sr.best_violation, statement=sr.statement)
+    return HeadFit(name=h.name, loss=h.loss, certificate=Certificate.of(res), path=(point,),
+                   val_acc=point.val_acc, solution=res, search=search_fit)
 
 
 def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None = None,
@@ -711,20 +766,28 @@ def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
                max_seconds: float | None = None, max_add: int | None = 500,
                witness: str = "standard", witness_scale: float = 1.0,
                witness_net: ParallelSNN | None = None, seed: int = 0, tol: float = 1e-6,
-               progress: bool = False):
-    """CVX grown by witness search; returns (``GrownSNN``, report dict), like ``fit_cvx``.
+               progress: bool = False,
+               device: str | torch.device | None = None) -> tuple[GrownSNN, FitReport]:
+    """CVX grown by witness search; returns (``GrownSNN``, ``FitReport``), like ``fit_cvx``.
 
     The initial witnesses are Gaussian (``witness``, ``witness_scale``) or, with
     ``witness_net``, the hidden weights of a trained network of the same shape (SG-CVX grown).
     Every head gets its own search at ``reg_ratio * reg_max``; ``generators`` default to
-    ``DualAscent(min(1000, last_width))`` on the initial trunk. The heads' blocks are deployed in
-    one ``GrownSNN`` whose outputs are the heads side by side (blocks sharing a trunk merged).
+    ``DualAscent(min(1000, last_width))`` on the initial trunk. ``max_seconds`` is the budget of
+    the whole fit: each head's search gets an equal share of what is left when it starts. The
+    heads' blocks are deployed in one ``GrownSNN`` whose outputs are the heads side by side
+    (blocks sharing a trunk merged). Each head's ``HeadFit.search`` records its rounds;
+    ``progress`` prints one line per round.
     """
     t0 = time.perf_counter()
+    dev = check_device(device)
+    net_kwargs = dict(net_kwargs) if dev is None else dict(net_kwargs, device=dev)
     X_train, X_val = torch.as_tensor(X_train), torch.as_tensor(X_val)
-    heads = list(heads) if heads is not None else _default_heads(y_train, loss)
+    heads = list(heads) if heads is not None else default_heads(y_train, loss)
     ys = check_targets(heads, y_train, X_train.shape[0], "y_train")
     ys_val = check_targets(heads, y_val, X_val.shape[0], "y_val")
+    if max_seconds is not None:
+        check_positive("max_seconds", max_seconds)
     n_out = sum(h.size for h in heads)
     net = ParallelSNN(d_in=X_train.shape[-1], n_out=n_out, seed=seed, **net_kwargs)
     if witness_net is not None:
@@ -733,18 +796,24 @@ def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
             raise ValueError("witness_net must have the architecture of net_kwargs (same hidden shapes)")
         with torch.no_grad():
             for a, b in zip(witness_net.hidden, net.hidden):
-                b.copy_(a.to(dtype=b.dtype))
+                b.copy_(a.to(dtype=b.dtype, device=b.device))
     else:
         sample_witnesses(net, witness, witness_scale, seed)
     if generators is None:
         generators = [DualAscent(min(1000, net.last_width), seed=seed + 2)]
-    all_blocks, all_sources, head_reports, scores = [], [], {}, []
-    for h, sl, y, yv in zip(heads, head_slices(heads), ys, ys_val):
+    all_blocks, all_sources, fits = [], [], {}
+    rows = neurons = columns = 0
+    for i, (h, sl, y, yv) in enumerate(zip(heads, head_slices(heads), ys, ys_val)):
         ytr = np.eye(h.size)[y.reshape(-1).astype(int)] if h.loss == "squared" else y
         yva = np.eye(h.size)[yv.reshape(-1).astype(int)] if h.loss == "squared" else yv
+        budget = None
+        if max_seconds is not None:  # an equal share of what is left
+            budget = max(1e-3, (max_seconds - (time.perf_counter() - t0)) / (len(heads) - i))
+        if progress:
+            print(f"witness search, head {h.name!r} ({h.loss}, {penalty})")
         sr = search(X_train, ytr, net, generators, loss=h.loss, penalty=penalty, reg_ratio=reg_ratio,
                     X_val=X_val, y_val=yva, max_rounds=max_rounds, max_columns=max_columns,
-                    max_seconds=max_seconds, max_add=max_add, tol=tol, seed=seed, verbose=progress)
+                    max_seconds=budget, max_add=max_add, tol=tol, seed=seed, verbose=progress)
         coef = sr.result.coef.reshape(sr.n_columns, -1)
         W = np.zeros((sr.n_columns, n_out))
         if h.binary or h.loss == "squared" or coef.shape[1] == h.size:
@@ -758,15 +827,16 @@ def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
         if val is None and sr.val_dictionary is not None:
             val = _score(h.loss, _outputs(sr.val_dictionary, sr.result.coef), yva if h.loss == "squared"
                          else yv.reshape(-1), sr.result.classes)
-        scores.append(val)
-        head_reports[h.name] = dict(reg=sr.result.reg, val_acc=val, certificate=sr.result.certificate(),
-                                    neurons_used=sr.result.n_nonzero_rows, columns=sr.n_columns,
-                                    searched=sr.searched, best_violation=sr.best_violation,
-                                    statement=sr.statement, rounds=sr.log)
+        fits[h.name] = _head_fit(h, sr, val)
+        initial = int(np.sum(sr.column_block == 0))
+        rows = sr.dictionary.shape[0]
+        neurons += net.last_width + sr.n_columns - initial
+        columns += sr.n_columns
     model = _merged(all_blocks, all_sources)
-    report = dict(method="cvx-search" if witness_net is None else "sg-cvx-search", heads=head_reports,
-                  val_score=float(np.mean([s for s in scores if s is not None])) if any(
-                      s is not None for s in scores) else None,
-                  neurons_kept=int(sum(h["neurons_used"] for h in head_reports.values())),
-                  time_total=time.perf_counter() - t0)
+    scores = [f.val_acc for f in fits.values() if not math.isnan(f.val_acc)]
+    report = FitReport(method="cvx-search" if witness_net is None else "sg-cvx-search", heads=fits,
+                       val_score=float(np.mean(scores)) if scores else None,
+                       dictionary=DictionarySize(rows=rows, neurons=neurons, distinct=columns),
+                       neurons_kept=int(sum(f.certificate.nonzero_rows for f in fits.values())),
+                       time_total=time.perf_counter() - t0)
     return model, report
