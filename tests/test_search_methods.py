@@ -11,6 +11,7 @@ import torch
 from spikecvx.cli import main
 from spikecvx.experiments import PRESETS, expand, load_results
 from spikecvx.interop import load_network, save_network
+from spikecvx.snn import ParallelSNN
 from spikecvx.snn.grown import GrownSNN
 from spikecvx.tasks import first_last_xor
 from spikecvx.train import METHODS, FitReport, SpikingClassifier
@@ -204,3 +205,14 @@ def test_presets_hold_the_search_cells():
     assert {c["seed"] for c in paper} == {0, 1, 2}
     assert {(c["task"], c["method"]) for c in paper} == {("xor", "cvx-search"), ("addition", "cvx-search"),
                                                          ("mnist", "cvx-search"), ("mnist", "sg-cvx-search")}
+
+
+def test_search_refuses_recurrent_networks():
+    from spikecvx.train.search import fit_search, search
+    X = torch.zeros(8, 3, 2)
+    y = np.array([-1, 1] * 4)
+    net_kw = dict(layers=2, branches=1, width=4, last_width=4, recurrent=True)
+    with pytest.raises(ValueError, match="recurrent"):
+        fit_search(X, y, X, y, net_kw, loss="hinge")
+    with pytest.raises(ValueError, match="recurrent"):
+        search(X, y, ParallelSNN(2, 1, **net_kw), loss="hinge")

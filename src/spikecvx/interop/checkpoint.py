@@ -128,6 +128,7 @@ def _network(path: Path, blob: dict, where: str) -> ParallelSNN:
         raise ValueError(f"{path}{where}: 'dtype' must be one of {sorted(_DTYPES)}, got {blob['dtype']!r}")
     if not isinstance(config, dict):
         raise ValueError(f"{path}{where}: 'config' must be a dictionary, got {type(config).__name__}")
+    config = {"recurrent": False} | config  # files written before recurrent layers existed
     expected = set(_CONFIG_KEYS)
     if set(config) != expected:
         extra, lacking = sorted(map(str, set(config) - expected)), sorted(expected - set(config))

@@ -474,6 +474,8 @@ def search(X, y, net: ParallelSNN | None = None, generators: list | None = None,
         raise ValueError("X_val and y_val must be given together")
     if net is not None and X is None:
         raise ValueError("X (N, T, d_in) is required to build the dictionary of net")
+    if net is not None:
+        _refuse_recurrent(net, "net")
     generators = list(generators or [])
     for i, g in enumerate(generators):
         if not callable(g):
@@ -760,6 +762,13 @@ def _head_fit(h: Head, sr: SearchResult, val: float | None) -> HeadFit:
                    val_acc=point.val_acc, solution=res, search=search_fit)
 
 
+def _refuse_recurrent(net: ParallelSNN, name: str) -> None:
+    """The generators and the deployed GrownSNN carry feed-forward trunks only."""
+    if net.recurrent:
+        raise ValueError(f"{name}: witness search runs feed-forward networks; recurrent=True is "
+                         "not supported by its generators")
+
+
 def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | None = None,
                penalty: str = "l1", heads: list[Head] | None = None, generators: list | None = None,
                reg_ratio: float = 0.03, max_rounds: int = 8, max_columns: int | None = None,
@@ -790,7 +799,9 @@ def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
         check_positive("max_seconds", max_seconds)
     n_out = sum(h.size for h in heads)
     net = ParallelSNN(d_in=X_train.shape[-1], n_out=n_out, seed=seed, **net_kwargs)
+    _refuse_recurrent(net, "net_kwargs")
     if witness_net is not None:
+        _refuse_recurrent(witness_net, "witness_net")
         if len(witness_net.hidden) != len(net.hidden) or any(
                 a.shape != b.shape for a, b in zip(witness_net.hidden, net.hidden)):
             raise ValueError("witness_net must have the architecture of net_kwargs (same hidden shapes)")
