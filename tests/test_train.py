@@ -48,3 +48,16 @@ def test_first_last_xor_labels_and_balance():
         first_last_xor(10, 1)
 
 
+
+
+def test_sg_init_scales_recurrent_weights_and_keeps_feed_forward_draws():
+    import math
+
+    from spikecvx.train.sg import RECURRENT_RADIUS, sg_init
+    kw = dict(d_in=3, n_out=2, layers=2, branches=2, width=64, last_width=64, seed=0)
+    ff, rec = sg_init(ParallelSNN(**kw)), sg_init(ParallelSNN(**kw, recurrent=True))
+    for a, b in zip(ff.hidden, rec.hidden):
+        assert torch.equal(a, b)
+    for v in rec.recurrent_weights:
+        std = RECURRENT_RADIUS / math.sqrt(v.shape[-1])
+        assert abs(float(v.std()) - std) < 0.2 * std

@@ -30,9 +30,15 @@ from .report import FitReport, SGFit, SGRun
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+# Spectral radius of the recurrent feedback at SG initialisation: present but not dominant.
+RECURRENT_RADIUS = 0.5
+
+
 def sg_init(net: ParallelSNN, gain: float = 2.0, seed: int = 0) -> ParallelSNN:
     """Scaled Gaussian init for SG training: hidden N(0, (gain / sqrt(fan_in))^2), readout
-    N(0, 1 / fan_in). Witness N(0, 1) weights (the CVX default) saturate the surrogate."""
+    N(0, 1 / fan_in), recurrent weights (if any) N(0, (RECURRENT_RADIUS / sqrt(width))^2), whose
+    spectral radius is about RECURRENT_RADIUS. Witness N(0, 1) weights (the CVX default) saturate
+    the surrogate."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for w in net.hidden:
@@ -41,6 +47,9 @@ def sg_init(net: ParallelSNN, gain: float = 2.0, seed: int = 0) -> ParallelSNN:
         fan_in = net.readout_weight.shape[0]
         net.readout_weight.copy_(torch.randn(net.readout_weight.shape, generator=gen,
                                              dtype=torch.float64) / math.sqrt(fan_in))
+        for v in net.recurrent_weights if net.recurrent else ():  # drawn last: feed-forward draws unchanged
+            v.copy_(torch.randn(v.shape, generator=gen, dtype=torch.float64)
+                    * RECURRENT_RADIUS / math.sqrt(v.shape[-1]))
     return net
 
 
