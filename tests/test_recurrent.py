@@ -293,9 +293,6 @@ def test_sg_training_learns_the_recurrent_weights():
     X, y = first_last_xor(128, 6, seed=0)
     Xv, yv = first_last_xor(64, 6, seed=1)
     net = sg_init(_net(d_in=2, n_out=1, width=16, last_width=16, beta=0.9), seed=0)
-    with torch.no_grad():
-        for v in net.recurrent_weights:
-            v.mul_(0.25)
     start = [v.detach().clone() for v in net.recurrent_weights]
     def val_loss(model):  # the logistic loss SG trains a +-1 hinge head with
         with torch.no_grad():
