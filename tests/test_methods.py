@@ -329,3 +329,18 @@ def test_fit_functions_take_a_device():
             fit_cvx(Xtr, ytr, Xva, yva, NET, device=bad)
         with pytest.raises(err, match="device"):
             fine_tune(net, Xtr, ytr, Xva, yva, epochs=1, device=bad)
+
+
+def test_convex_path_stops_once_validation_stops_improving():
+    from spikecvx.tasks import first_last_xor
+    from spikecvx.train import fit_cvx
+    from spikecvx.train.methods import PATH_PATIENCE
+    X, y = first_last_xor(256, 4, seed=0)
+    Xv, yv = first_last_xor(128, 4, seed=1)
+    net_kw = dict(layers=2, branches=1, width=64, last_width=256, readout="membrane")
+    _, rep = fit_cvx(X, y, Xv, yv, net_kw, loss="hinge", n_regs=12, min_ratio=1e-4)
+    (head,) = rep.heads.values()
+    accs = [p.val_acc for p in head.path]
+    best = accs.index(max(accs))
+    assert len(accs) < 12  # stopped early ...
+    assert len(accs) == best + 1 + PATH_PATIENCE  # ... exactly PATH_PATIENCE regs after the best

@@ -66,13 +66,15 @@ def _convex_labels(head: Head, y: np.ndarray) -> np.ndarray:
     return np.eye(head.size)[y.astype(int)] if head.loss == "squared" else y
 
 
+# A path stops once validation accuracy has not improved for this many consecutive regs: smaller
+# regs only fit the training rows harder, and they are the slow end of a path.
+PATH_PATIENCE = 3
+
+
 def _convex_head(D: SpikeDictionary, D_val: np.ndarray, head: Head, y, y_val, penalty, n_regs,
                  min_ratio, tol, progress, distributed=None) -> HeadFit:
     """Certified path for one head; the solve with the best validation accuracy is chosen."""
     ytr, yva = _convex_labels(head, y), _convex_labels(head, y_val)
-    regs = reg_grid(D.matrix, ytr, head.loss, penalty, n_regs, min_ratio, distributed=distributed)
-    results = path(D.matrix, ytr, head.loss, penalty, regs=regs, tol=tol, progress=progress,
-                   distributed=distributed)
 
     def accuracy(res, Dv, _):
         pred = convex_predict(res, Dv)
@@ -80,6 +82,9 @@ def _convex_head(D: SpikeDictionary, D_val: np.ndarray, head: Head, y, y_val, pe
             pred = np.argmax(pred.reshape(len(y_val), -1), axis=1)
         return float(np.mean(pred == y_val))
 
+    regs = reg_grid(D.matrix, ytr, head.loss, penalty, n_regs, min_ratio, distributed=distributed)
+    results = path(D.matrix, ytr, head.loss, penalty, regs=regs, tol=tol, progress=progress,
+                   distributed=distributed, D_val=D_val, y_val=yva, patience=PATH_PATIENCE, score=accuracy)
     best, scores = select(results, D_val, yva, score=accuracy)
     points = tuple(PathPoint(reg=r.reg, val_acc=s, gap=r.gap, rel_gap=r.rel_gap, nnz_rows=r.n_nonzero_rows,
                              seconds=r.time) for r, s in zip(results, scores))
