@@ -7,13 +7,21 @@ dictionary (Gaussian witnesses, 6000 training images), solved along a warm-start
 (the speed-up is then a lower bound). "mnist-part" is a corner of that dictionary small enough for
 CVXPY to finish, so the two run side by side. skglm and celer rows appear when they are installed.
 
-Usage:  python benchmarks/bench_convex.py [--instances xor softmax mnist mnist-part lasso] [--large]
-        [--cvxpy-limit 1200]
+"memory" solves a synthetic binary dictionary (uint8, ``--memory-shape``, default 60000 x 16384)
+with the squared loss in a fresh process and reports its peak resident memory above what the
+process held once D was built, as a multiple of D's own size.
+
+Usage:  python benchmarks/bench_convex.py [--instances xor softmax mnist mnist-part lasso memory]
+        [--large] [--cvxpy-limit 1200] [--memory-shape 60000 16384]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -79,6 +87,45 @@ def cvxpy_solve(D, y, loss, reg, time_limit=None):
     return seconds, prob.value if done else None
 
 
+_MEMORY_CHILD = """
+import resource, sys, time
+import numpy as np
+from spikecvx.convex import reg_max, solve
+n, p = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+D = np.empty((n, p), dtype=np.uint8)
+for a in range(0, n, 1000):
+    D[a : a + 1000] = rng.random((min(1000, n - a), p), dtype=np.float32) < 0.3
+y = D[:, :50] @ rng.normal(size=50) + rng.normal(size=n)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+reg = reg_max(D, y) / 10
+r = solve(D, y, "squared", "l1", reg=reg)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(D.nbytes, max(0, peak - base), r.time, r.rel_gap, r.converged)
+"""
+
+
+def memory_row(n: int, p: int) -> None:
+    """Peak memory of a solve on an n x p uint8 dictionary, measured in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(n), str(p)], check=True,
+                         capture_output=True, text=True).stdout.split()
+    nbytes, extra, seconds, gap = int(out[0]), int(out[1]), float(out[2]), float(out[3])
+    print(f"| memory: {n}x{p} uint8 squared+L1, reg_max/10 | {seconds:.2f} | - | {gap:.1e} | "
+          f"D {nbytes / 2**20:.0f} MiB; peak during the solve: +{extra / 2**20:.0f} MiB "
+          f"({extra / nbytes:.2f}x D) | - | - | - |", flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def row(name, t_ours, obj_ours, gap, other, t_other, obj_other, at_least=False):
     """One markdown row; ``at_least``: the other method was stopped, so the ratio is a lower bound."""
     ratio = f"{'>= ' if at_least else ''}{t_other / t_ours:.3g}x" if t_other else "-"
@@ -92,12 +139,14 @@ def main() -> None:
     ap.add_argument("--cvxpy-limit", type=float, default=0.0, metavar="SECONDS",
                     help="also run CVXPY + Clarabel on the MNIST dictionary, stopped after SECONDS "
                          "(mnist-part: its limit, default 2400)")
-    ap.add_argument("--instances", nargs="+", default=["xor", "softmax", "mnist", "lasso"],
-                    choices=["xor", "softmax", "mnist", "mnist-part", "lasso"],
+    ap.add_argument("--memory-shape", nargs=2, type=int, default=[60000, 16384], metavar=("N", "P"))
+    ap.add_argument("--instances", nargs="+", default=["xor", "softmax", "mnist", "lasso", "memory"],
+                    choices=["xor", "softmax", "mnist", "mnist-part", "lasso", "memory"],
                     help="mnist-part: the first 2000 rows and 512 columns of the MNIST dictionary, "
                          "a shape where CVXPY + Clarabel finishes (minutes, about 5 GB)")
     args = ap.parse_args()
     todo = set(args.instances)
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {datetime.date.today().isoformat()}")
     print("| instance | spikecvx s | objective | rel. gap | other | other s | other objective | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     solve(*binary_problem(50, 20, "softmax"), "softmax", reg=0.01)  # compile the kernels first
@@ -166,6 +215,9 @@ def main() -> None:
                 t = min(t, time.perf_counter() - t0)
             v = 0.5 * np.mean((Df @ m.coef_ - y) ** 2) + reg * np.abs(m.coef_).sum()
             row("2000x1000 squared+L1", r.time, r.primal, r.rel_gap, name, t, v)
+
+    if "memory" in todo:
+        memory_row(*args.memory_shape)
 
     if args.large:
         D, y = binary_problem(20000, 50000, "squared")

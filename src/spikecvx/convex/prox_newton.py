@@ -21,6 +21,9 @@ from .matrix import CHUNK_BYTES, matmul, rmatmul
 # Coordinate-descent sweeps on the quadratic model per Newton iteration: enough to find the
 # support, few enough that the model is rebuilt before its curvature goes stale.
 MODEL_EPOCHS = 10
+# With a support Newton step after them (orthant-linear penalties), the sweeps only need to find
+# the support: fewer of them (the Newton step does the rest).
+NEWTON_MODEL_EPOCHS = 3
 # Stopping tolerance of those sweeps, relative to the coefficient scale: the outer loop's dual gap
 # decides convergence, so the model is solved essentially exactly.
 MODEL_TOL = 1e-12
@@ -29,6 +32,8 @@ ARMIJO_C = 1e-4
 MAX_HALVINGS = 40
 # A model decrease smaller than this (relative to the objective) is round-off: stop.
 MIN_RELATIVE_DECREASE = 1e-16
+# Objective changes below this, relative, are round-off (float64 sums over n samples).
+ROUNDOFF = 1e-14
 # Iterates kept for Anderson extrapolation.
 ANDERSON_DEPTH = 5
 # Step sizes tried for the support Newton candidate (projected onto W's orthant).
@@ -39,9 +44,14 @@ DENSE_NEWTON_MAX = 2000
 MAX_CG = 50
 # Conjugate gradients stop when the squared residual fell by this factor.
 CG_REL_RESIDUAL_SQ = 1e-24
+CG_FORCING = 0.1
 # Diagonal added to the formed Hessian, relative to its mean diagonal, so Cholesky succeeds on a
 # singular (rank-deficient support) Hessian.
 HESSIAN_RIDGE = 1e-12
+# A compact (uint8) working-set block whose float64 copy takes at most this many bytes is widened
+# once: the Hessian-vector products of conjugate gradients then run on it directly instead of
+# widening a block at a time for every product. Larger blocks stay compact (memory).
+WIDEN_BYTES = 256 * 2**20
 # Levenberg-Marquardt damping of the support Newton step: this factor times the norm of the model
 # gradient on the support is added to the Hessian's diagonal. The softmax Hessian is singular
 # along "the same shift for every class" of a row, where the L1 term alone is linear: undamped,
@@ -63,6 +73,10 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     Stops when the working-set duality gap is below ``tol_abs``.
     """
     n = X.shape[0]
+    if pen.orthant_linear:
+        epochs = min(epochs, NEWTON_MODEL_EPOCHS)
+    if X.dtype != np.float64 and 8 * X.size <= WIDEN_BYTES:
+        X = np.asfortranarray(X, dtype=np.float64)
     W = np.array(W, dtype=np.float64)
     Z = matmul(X, W)
     tracker = DualTracker(fit, pen, reg, Y)
@@ -105,8 +119,11 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
                     cand[np.sign(cand) != np.sign(W)] = 0.0
                     Z_c = matmul(X, cand)
                     new = objective(Z_c, cand)
-                    if new <= obj:  # a tie is round-off: the Newton point is kept (polish)
-                        stalled = stalled and new == obj
+                    # once coordinate descent has stalled, a change at round-off level is a
+                    # tie, and the Newton point is kept (it polishes what CD cannot resolve)
+                    polish = stalled and new <= obj + ROUNDOFF * abs(obj)
+                    if new < obj or polish:
+                        stalled = stalled and new >= obj - ROUNDOFF * abs(obj)
                         W, Z, obj = cand, Z_c, new
                         break
         if stalled:
@@ -162,7 +179,10 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_
     r = grad.copy()
     d = r.copy()
     rr = float(np.sum(r * r))
-    stop = CG_REL_RESIDUAL_SQ * max(rr, 1e-300)
+    # inexact Newton (Eisenstat-Walker forcing): the residual need only fall below
+    # min(CG_FORCING, sqrt(|grad|)) of |grad|, tightening as the gradient vanishes
+    eta = min(CG_FORCING, float(np.sqrt(np.sqrt(rr))))
+    stop = max(CG_REL_RESIDUAL_SQ, eta * eta) * max(rr, 1e-300)
     for _ in range(max_cg):
         if rr <= stop:
             break
@@ -182,24 +202,35 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_
 def active_set_newton(hess, grad, w, mu=0.0, rounds=ACTIVE_SET_ROUNDS):
     """New values of the support entries w: w - step with (hess + mu I) step = grad, where entries
     whose sign would change are fixed at zero (their step is w) and the rest re-solved, for up
-    to ``rounds`` rounds. Signs that still change are left to the caller's projection."""
+    to ``rounds`` rounds. Signs that still change are left to the caller's projection.
+
+    One Cholesky factorisation serves every round: fixing the entries z is the equality
+    constraint step_z = w_z, whose multipliers solve a |z| x |z| system (B_zz lambda = w_z - x_z
+    with B = hess^-1 E_z), so a round costs |z| triangular solves, not a new factorisation.
+    """
     s = len(w)
     hess = hess.copy()
     diag = np.diag_indices(s)
     hess[diag] += HESSIAN_RIDGE * max(1.0, float(np.sum(hess[diag])) / s) + mu
-    free = np.ones(s, dtype=bool)
-    new = w.copy()
+    try:
+        L = np.linalg.cholesky(hess)
+    except np.linalg.LinAlgError:  # not positive definite numerically: one least-squares step
+        return w - np.linalg.lstsq(hess, grad, rcond=None)[0]
+    x = scipy.linalg.cho_solve((L, True), grad, check_finite=False)
+    new = w - x
+    fixed = np.zeros(s, dtype=bool)
     for _ in range(rounds):
-        k, z = np.flatnonzero(free), np.flatnonzero(~free)
-        rhs = grad[k] - hess[np.ix_(k, z)] @ w[z] if len(z) else grad[k]
-        new = np.zeros(s)
-        new[k] = w[k] - _spd_solve(hess[np.ix_(k, k)], rhs)
-        flips = np.sign(new[k]) != np.sign(w[k])
+        flips = ~fixed & (np.sign(new) != np.sign(w))
         if not flips.any():
             break
-        free[k[flips]] = False
-        if not free.any():
-            break
+        fixed |= flips
+        z = np.flatnonzero(fixed)
+        E = np.zeros((s, len(z)))
+        E[z, np.arange(len(z))] = 1.0
+        B = scipy.linalg.cho_solve((L, True), E, check_finite=False)
+        lam = np.linalg.solve(B[z], w[z] - x[z])
+        new = w - (x + B @ lam)
+        new[z] = 0.0
     return new
 
 
