@@ -186,7 +186,8 @@ def test_toml_cell_runs_a_search_and_reports_its_rounds(tmp_path):
         s = r["result"]["report"]["search"]["y"]
         assert r["result"]["headline"] > 0.5 and s["statement"].startswith("certified over")
         assert s["rounds"][0]["candidates"] == {"ascent": 32, "random": 32}
-        assert all(e["added"] <= 7 for e in s["rounds"]) or r["cell"]["T"] == 4
+        if r["cell"]["T"] == 5:  # the cell with max_add = 7
+            assert all(e["added"] <= 7 for e in s["rounds"])
         assert r["result"]["certificates"]["y"]["rel_gap"] <= 1e-6
     md = (out / "report.md").read_text()
     assert "### Witness search, per round" in md and "xor T=5 cvx-search s0 y" in md

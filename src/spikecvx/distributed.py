@@ -7,8 +7,10 @@ process), ``True`` (the default process group, which must be initialised) or a
 never imports torch: it only calls ``allreduce_sum`` and friends on the object it is given.
 
 A collective that fails (a peer stopped, or the group's timeout ran out) raises
-``DistributedError`` naming the rank and the collective, so a failing rank stops the others
-instead of leaving them waiting.
+``DistributedError`` naming the rank and the collective. A rank that raises stops the others
+once it destroys its process group, as the CLI does on every error; a program that calls the
+library on its own ranks must do the same (``torch.distributed.destroy_process_group()`` in a
+``finally``), or the other ranks wait for the group's timeout.
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ class Communicator:
         """Every rank's array on rank ``dst`` in rank order (None on the others); the first
         dimension may differ between ranks, the dtype and the other dimensions may not."""
         a = np.ascontiguousarray(array)
+        if a.ndim == 0:
+            raise ValueError("array must have at least one dimension (the rows gathered)")
         sizes = self.allgather_sizes(a.shape[0])
         top = int(max(sizes))
         padded = np.zeros((top,) + a.shape[1:], dtype=a.dtype)

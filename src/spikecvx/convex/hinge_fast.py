@@ -187,7 +187,8 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     if state is not None and not isinstance(state, HingeState):
         raise TypeError(f"state must be the info['state'] of a previous call, got {type(state).__name__}")
     reg = float(reg)
-    k = lp_scale(None, float(np.abs(M.D.data if M.sparse else M.D).max()))
+    data = M.D.data if M.sparse else M.D
+    k = lp_scale(None, float(np.abs(data).max()) if data.size else 0.0)
     if k != 1.0:
         # data far from unit scale, rescaled by a power of two (exact): x -> x / k, w -> k w,
         # reg -> reg / k leaves the objective, the optimum and the multipliers unchanged

@@ -221,8 +221,10 @@ def solve(
             process group, or a communicator (see ``convex.sharded``): D, y and sample_weight are
             this process's rows (possibly none) of one problem, and every process returns the
             solution and certificate of the whole problem (``dual_point``: this process's rows).
-            Each working-set subproblem is solved on rank 0 over the gathered rows of its
-            columns (hinge + L1 included: ``hinge_fast`` per working set, not once for all).
+            The working-set subproblems all-reduce their Gram sums (squared: one Gram-form
+            model per outer iteration; logistic: proximal Newton on every rank's rows) or, for
+            softmax and the hinge losses, are solved on rank 0 over the gathered rows of their
+            columns (hinge + L1: ``hinge_fast`` per working set, not once for all).
 
     Returns:
         ``SolveResult``, whose primal, dual and gap always describe the returned ``coef`` in the

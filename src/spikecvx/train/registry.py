@@ -16,6 +16,7 @@ from types import MappingProxyType
 import torch
 
 from .._validation import check_choice, check_int, check_positive
+from ..convex.penalties import get_penalty
 from ..snn import ParallelSNN
 from ..snn.grown import GrownSNN
 from .heads import Head
@@ -136,6 +137,8 @@ def _run_sg_cvx(split, ft_split, net_kw, heads, seed, opts, augment, progress, d
 
 def _check_search(opts: dict) -> None:
     """ValueError / TypeError naming the search option whose value is invalid."""
+    get_penalty(opts["penalty"])
+    check_positive("tol", opts["tol"])
     check_positive("reg_ratio", opts["reg_ratio"])
     for name in ("search_rounds", "search_candidates", "max_add"):
         check_int(name, opts[name])

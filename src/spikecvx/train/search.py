@@ -813,7 +813,8 @@ def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
     if generators is None:
         generators = [DualAscent(min(1000, net.last_width), seed=seed + 2)]
     all_blocks, all_sources, fits = [], [], {}
-    rows = neurons = columns = 0
+    rows = columns = 0
+    neurons = net.last_width  # the initial witnesses, shared by every head
     for i, (h, sl, y, yv) in enumerate(zip(heads, head_slices(heads), ys, ys_val)):
         ytr = np.eye(h.size)[y.reshape(-1).astype(int)] if h.loss == "squared" else y
         yva = np.eye(h.size)[yv.reshape(-1).astype(int)] if h.loss == "squared" else yv
@@ -841,7 +842,7 @@ def fit_search(X_train, y_train, X_val, y_val, net_kwargs: dict, loss: str | Non
         fits[h.name] = _head_fit(h, sr, val)
         initial = int(np.sum(sr.column_block == 0))
         rows = sr.dictionary.shape[0]
-        neurons += net.last_width + sr.n_columns - initial
+        neurons += sr.n_columns - initial  # the neurons this head's search added
         columns += sr.n_columns
     model = _merged(all_blocks, all_sources)
     scores = [f.val_acc for f in fits.values() if not math.isnan(f.val_acc)]
