@@ -27,7 +27,10 @@ FORMAT_VERSION = 1
 
 
 def _entry(net: ParallelSNN) -> dict:
-    return dict(config=net.config(), dtype=str(net.dtype).removeprefix("torch."),
+    config = net.config()
+    if not config["recurrent"]:  # feed-forward files stay readable by versions without the key
+        del config["recurrent"]
+    return dict(config=config, dtype=str(net.dtype).removeprefix("torch."),
                 state={k: v.detach().cpu() for k, v in net.state_dict().items()})
 
 
