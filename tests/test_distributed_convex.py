@@ -67,6 +67,11 @@ def _rank_solves(r, w):
     results = path(D[mine], labels["softmax"][mine], "softmax", "l1", n_regs=3, min_ratio=0.1, tol=TOL,
                    distributed=True)
     out["path"] = [(p.reg, p.primal, p.coef) for p in results]
+    try:  # ranks that disagree on reg all raise, instead of desynchronising the collectives
+        solve(D[mine], labels["logistic"][mine], "logistic", "l1", reg=0.01 * (r + 1), distributed=True)
+        out["disagree"] = None
+    except ValueError as err:
+        out["disagree"] = str(err)
     return out
 
 
@@ -95,6 +100,7 @@ def test_sharded_solves_equal_the_one_process_solve(world):
     ref = solve(Dc, y, "logistic", "l1", reg=_reg("logistic", "l1", Dc, y, sw), tol=TOL, sample_weight=sw)
     for out in res:
         assert out["weighted"][1] == pytest.approx(ref.primal, rel=1e-9)
+        assert out["disagree"] is not None and "differ between the ranks" in out["disagree"]
     refs = path(Dc, labels["softmax"][rows], "softmax", "l1", n_regs=3, min_ratio=0.1, tol=TOL)
     for out in res:
         assert len(out["path"]) == 3

@@ -155,6 +155,17 @@ class ShardedProblem(Problem):
     def reduce_sum(self):
         return self.comm.allreduce_sum
 
+    def check_same_call(self, reg: float, tol: float, max_iter: int, W: np.ndarray) -> None:
+        """ValueError on every rank unless every rank solves with the same reg, tol, max_iter and
+        starting coefficients (compared by size and two sums): different ones would desynchronise
+        the collectives of the working-set loop."""
+        W = np.asarray(W, dtype=np.float64)
+        a = np.array([reg, tol, max_iter, W.size, W.sum(), (W * W).sum()])
+        lo, hi = self.comm.allreduce_min(a), -self.comm.allreduce_min(-a)
+        if np.any(lo != hi):
+            raise ValueError("reg, tol, max_iter or warm_start differ between the ranks of the "
+                             "process group; every rank must pass the same ones")
+
     def ws_rows(self, ws: np.ndarray, compact: bool = False):
         """Merge and gather the working-set rows on rank 0 (the others get Nones); for the squared
         loss, the Gram form instead (``_gram_rows``)."""

@@ -283,6 +283,8 @@ def solve_problem(problem: Problem, reg: float, tol: float, max_iter: int, W: np
                   verbose: bool = False) -> SolveResult:
     """Solve a prepared problem (no argument checks, no warning) from the coefficients W."""
     t0 = time.perf_counter()
+    if hasattr(problem, "check_same_call"):  # a sharded problem: every rank must agree
+        problem.check_same_call(reg, tol, max_iter, W)
     if uses_fast_hinge(problem):
         W, U, n_iter = _solve_fast_hinge(problem, reg, tol, max_iter, W, verbose)
         primal = dual = None
