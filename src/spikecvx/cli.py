@@ -149,7 +149,7 @@ def main(argv=None) -> int:
                         "the published ones", formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog=EPILOG)
     rp.add_argument("--preset", choices=sorted(PRESETS), default="quick",
-                    help="smoke: seconds; quick (default): every task once, about 8 minutes on 2 "
+                    help="smoke: seconds; quick (default): every task once, about 15 minutes on 2 "
                          "CPU cores; paper: the paper's full protocol (hours)")
     _common(rp, "runs/reproduce")
     rp.set_defaults(func=reproduce)
