@@ -41,7 +41,7 @@ from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
 from .prox_newton import prox_newton
 from .solver import Problem
-from .weights import reduce_rows
+from .weights import reduce_rows, weight_array
 
 # Eigenvalues of a working set's Gram matrix below this fraction of the largest count as zero
 # (directions in which no row varies): the virtual rows keep the others.
@@ -334,18 +334,7 @@ def _encode(fit: Datafit, y, comm):
 
 def _local_weights(sample_weight, n: int, comm) -> np.ndarray:
     """This process's sample weights divided by the sum over every process."""
-    if sample_weight is None:
-        w = np.ones(n)
-    else:
-        if isinstance(sample_weight, (str, bytes)) or np.ndim(sample_weight) == 0:
-            raise TypeError(f"sample_weight must be an array of {n} non-negative numbers, got "
-                            f"{type(sample_weight).__name__}")
-        check_real_array("sample_weight", sample_weight)
-        w = np.asarray(sample_weight, dtype=np.float64)
-        if w.shape != (n,):
-            raise ValueError(f"sample_weight must have shape ({n},) (one weight per row of D), got {w.shape}")
-        if (w < 0).any():
-            raise ValueError(f"sample_weight must be non-negative, got {w.min()!r}")
+    w = np.ones(n) if sample_weight is None else weight_array(sample_weight, n)
     total = float(comm.allreduce_sum(np.array([w.sum()]))[0])
     if not np.isfinite(total):
         raise ValueError("sample_weight is too large: its sum is not finite in float64; rescale it")

@@ -59,11 +59,9 @@ class RowReduction:
         return out
 
 
-def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
-    """``sample_weight`` as float64 (n,) normalised to sum 1, or None for none (or equal weights,
-    which is the unweighted problem). Raises TypeError / ValueError naming ``sample_weight``."""
-    if sample_weight is None:
-        return None
+def weight_array(sample_weight, n: int) -> np.ndarray:
+    """``sample_weight`` as a float64 (n,) array of non-negative numbers (not normalised).
+    Raises TypeError / ValueError naming ``sample_weight``."""
     if isinstance(sample_weight, (str, bytes)) or np.ndim(sample_weight) == 0:
         raise TypeError(f"sample_weight must be an array of {n} non-negative numbers, got "
                         f"{type(sample_weight).__name__}")
@@ -73,6 +71,15 @@ def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
         raise ValueError(f"sample_weight must have shape ({n},) (one weight per row of D), got {w.shape}")
     if (w < 0).any():
         raise ValueError(f"sample_weight must be non-negative, got {w.min()!r}")
+    return w
+
+
+def check_sample_weight(sample_weight, n: int) -> np.ndarray | None:
+    """``sample_weight`` as float64 (n,) normalised to sum 1, or None for none (or equal weights,
+    which is the unweighted problem). Raises TypeError / ValueError naming ``sample_weight``."""
+    if sample_weight is None:
+        return None
+    w = weight_array(sample_weight, n)
     with np.errstate(over="ignore"):
         total = w.sum()
     if not np.isfinite(total):
