@@ -18,13 +18,12 @@ Usage:  python benchmarks/bench_convex.py [--instances xor softmax mnist mnist-p
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _machine import machine_line
 
 from spikecvx.convex import reg_max, solve
 
@@ -115,15 +114,6 @@ def memory_row(n: int, p: int) -> None:
           f"({extra / nbytes:.2f}x D) | - | - | - |", flush=True)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def row(name, t_ours, obj_ours, gap, other, t_other, obj_other, at_least=False):
@@ -146,7 +136,7 @@ def main() -> None:
                          "a shape where CVXPY + Clarabel finishes (minutes, about 5 GB)")
     args = ap.parse_args()
     todo = set(args.instances)
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {datetime.date.today().isoformat()}")
+    print(machine_line())
     print("| instance | spikecvx s | objective | rel. gap | other | other s | other objective | speed-up |")
     print("|---|---|---|---|---|---|---|---|")
     solve(*binary_problem(50, 20, "softmax"), "softmax", reg=0.01)  # compile the kernels first

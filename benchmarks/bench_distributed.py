@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from datetime import timedelta
 
 import numpy as np
+from _machine import cpu_model
 from threadpoolctl import threadpool_limits
 
 REG_FRACTION = 20  # reg = reg_max / REG_FRACTION: a few dozen active columns
@@ -141,7 +141,7 @@ def main() -> None:
     args = ap.parse_args()
     threadpool_limits(1)
     cores = os.cpu_count()
-    print(f"# {platform.processor() or platform.machine()}, {cores} cores; n={args.n} p={args.p}; "
+    print(f"# {cpu_model()}, {cores} cores; n={args.n} p={args.p}; "
           f"{time.strftime('%Y-%m-%d')}")
     ref = plain(args.n, args.p, args.losses)
     runs = {k: run_ranks(k, args.n, args.p, args.losses) for k in args.ranks}

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
+from _machine import machine_line
 
 from spikecvx.convex import path, reg_grid, reg_max
 
@@ -87,12 +87,6 @@ def run_cvxpy(D, y, regs):
     return time.perf_counter() - t0, time.process_time() - c0, out
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def best_of(k, fn, *args):
@@ -107,7 +101,7 @@ def main() -> None:
     ap.add_argument("--cvxpy", action="store_true")
     ap.add_argument("--cache", metavar="DIR", help="keep the XOR dictionaries in DIR (NAME.npz) between runs")
     args = ap.parse_args()
-    print(f"{cpu_name()}, {os.cpu_count()} logical CPUs, {time.strftime('%Y-%m-%d')}")
+    print(machine_line())
     print("| instance | regs | spikecvx path s (CPU s) | worst rel. gap | CVXPY + Clarabel s (CPU s) | "
           "speed-up (wall / CPU) | max rel. objective diff |")
     print("|---|---|---|---|---|---|---|")

@@ -24,13 +24,11 @@ Usage:  python benchmarks/bench_real.py [--datasets digits wine breast_cancer mn
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import time
 
 import numpy as np
 import torch
+from _machine import machine_line
 
 from spikecvx.convex import reg_grid, solve
 from spikecvx.dictionary import sample_witnesses, spike_dictionary
@@ -40,15 +38,6 @@ ESTIMATOR_NET = dict(layers=3, branches=2, width=100, last_width=200)
 MNIST_NET = dict(layers=3, branches=2, width=512, last_width=1024)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def dictionary(X: np.ndarray, T: int, n_out: int, net_kwargs: dict, seed: int = 0) -> np.ndarray:
@@ -151,7 +140,7 @@ def main() -> None:
     ap.add_argument("--mnist-cvxpy", action="store_true",
                     help="also run CVXPY on the MNIST dictionary's first value (needs > 20 GB)")
     args = ap.parse_args()
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; {datetime.date.today().isoformat()}; "
+    print(f"{machine_line()}; "
           f"tol 1e-6 (relative duality gap)")
     print("| dataset | dictionary | loss | path | spikecvx s (per value) | max rel. gap | converged | "
           "CVXPY+Clarabel s | obj. diff | speed-up |")
