@@ -11,10 +11,8 @@ import argparse
 import json
 import time
 
-import torch
-
-from spikecvx.tasks import addition, addition_metrics, rollout
-from spikecvx.tasks.addition import carry_classes
+from spikecvx.tasks import addition
+from spikecvx.tasks.addition import carry_classes, rollout_metrics
 from spikecvx.train import Head
 from spikecvx.train.search import DualAscent, RandomPool, fit_search
 
@@ -50,13 +48,7 @@ def main() -> None:
                           max_seconds=a.max_seconds, witness_scale=a.witness_scale, seed=s, progress=True)
     seconds = time.perf_counter() - t0
 
-    def step(x, state):
-        with torch.no_grad():
-            out, state = net.step(torch.as_tensor(x), state)
-        out = out.cpu().numpy()
-        return out[:, :base], out[:, base:], state
-
-    metrics = {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
+    metrics = rollout_metrics(net, tests, base)
     print(json.dumps(dict(run="search-addition", args=vars(a), metrics=metrics, seconds=round(seconds, 1),
                           neurons_kept=rep.neurons_kept, blocks=len(net.blocks),
                           readout_neurons=net.n_neurons,

@@ -144,12 +144,10 @@ def _heads(cell: dict) -> list[tuple[str, int, str]]:
     return [("sum", cell["base"], loss), ("carry", carry_classes(cell["base"]), loss)]
 
 
-def _evaluate(net, splits: Splits, cell: dict) -> dict:
+def rollout_metrics(net, tests: dict, base: int) -> dict:
+    """Autoregressive metrics of ``net`` (sum logits then carry logits per step) on each test set
+    of ``tests`` (length -> data), keyed by the length as a string."""
     import torch
-
-    base = cell["base"]
-    tests = splits.test
-    first = next(iter(tests))  # the in-distribution length (the first of test_lengths)
 
     def step(x, state):
         with torch.no_grad():
@@ -157,7 +155,16 @@ def _evaluate(net, splits: Splits, cell: dict) -> dict:
         out = out.cpu().numpy()
         return out[:, :base], out[:, base:], state
 
-    metrics = {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
+    return {str(n): addition_metrics(*rollout(step, d), d) for n, d in tests.items()}
+
+
+def _evaluate(net, splits: Splits, cell: dict) -> dict:
+    import torch
+
+    base = cell["base"]
+    tests = splits.test
+    first = next(iter(tests))  # the in-distribution length (the first of test_lengths)
+    metrics = rollout_metrics(net, tests, base)
     with torch.no_grad():  # teacher-forced token accuracy on the ID test set, for diagnosis
         out = net(torch.as_tensor(tests[first].X)).cpu().numpy()
     tf_sum = float(np.mean(np.argmax(out[..., :base], -1) == tests[first].sum))
