@@ -83,34 +83,40 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     coupled = fit.coupled
     objective = lambda Z_, W_: fit.value(Z_, Y) + reg * pen.value(W_)  # noqa: E731
     history = [W]
+    newton_cache: dict = {}  # the support Newton step's reusable pieces (``support_newton``)
+    newton_ok = False  # the last iteration's support Newton step was a full step on its support
     obj = objective(Z, W)
     for _ in range(max_iter):
         G, H = fit.grad_hess(Z, Y)
         if obj - tracker.update(G / n, lambda U: rmatmul(X, U)) <= tol_abs:
             break
         Hm = fit.model_curvature(Z, H)
-        dW = np.zeros_like(W)
-        R = np.zeros_like(Z)
-        quadratic_model_cd(pen.prox, pen.params, X, np.ascontiguousarray(G), np.ascontiguousarray(Hm),
-                           W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
-        decrease = float(np.sum(G * R)) / n + reg * (pen.value(W + dW) - pen.value(W))
-        # a model decrease at round-off level: coordinate descent is done, the Newton step may not be
-        stalled = decrease >= -MIN_RELATIVE_DECREASE * max(1.0, abs(obj))
-        t = 1.0
-        for _ in range(0 if stalled else MAX_HALVINGS):
-            Wn, Zn = W + t * dW, Z + t * R
-            new = objective(Zn, Wn)
-            if new <= obj + ARMIJO_C * t * decrease:
-                W, Z, obj = Wn, Zn, new
-                break
-            t *= 0.5
-        else:
-            stalled = True
+        stalled = moved = False
+        if not newton_ok:
+            dW = np.zeros_like(W)
+            R = np.zeros_like(Z)
+            quadratic_model_cd(pen.prox, pen.params, X, np.ascontiguousarray(G), np.ascontiguousarray(Hm),
+                               W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
+            decrease = float(np.sum(G * R)) / n + reg * (pen.value(W + dW) - pen.value(W))
+            # a model decrease at round-off level: coordinate descent is done, the Newton step may not be
+            stalled = decrease >= -MIN_RELATIVE_DECREASE * max(1.0, abs(obj))
+            t = 1.0
+            for _ in range(0 if stalled else MAX_HALVINGS):
+                Wn, Zn = W + t * dW, Z + t * R
+                new = objective(Zn, Wn)
+                if new <= obj + ARMIJO_C * t * decrease:
+                    W, Z, obj, moved = Wn, Zn, new, True
+                    break
+                t *= 0.5
+            else:
+                stalled = True
+        newton_ok = False
         if pen.orthant_linear:  # Newton step on the support with the signs fixed (exact for squared)
-            if not stalled:  # fresh curvature at the new point
+            if moved:  # fresh curvature at the new point
                 G, H = fit.grad_hess(Z, Y)
                 Hm = fit.model_curvature(Z, H)
-            W_sn = support_newton(X, G, Hm, W, W, reg, coupled)
+            support = W != 0
+            W_sn = support_newton(X, G, Hm, W, W, reg, coupled, cache=newton_cache)
             if W_sn is not None:
                 # projected step: entries whose sign would flip stop at zero, so the candidate
                 # stays in W's orthant, where the L1 term is linear; backtrack if it does not help
@@ -124,6 +130,9 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
                     polish = stalled and new <= obj + ROUNDOFF * abs(obj)
                     if new < obj or polish:
                         stalled = stalled and new >= obj - ROUNDOFF * abs(obj)
+                        # a full step that kept the support: the next iteration goes straight to
+                        # Newton (the sweeps return when a step fails or the support changes)
+                        newton_ok = step == 1.0 and not stalled and np.array_equal(cand != 0, support)
                         W, Z, obj = cand, Z_c, new
                         break
         if stalled:
@@ -140,18 +149,21 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     return W
 
 
-def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_NEWTON_MAX,
-                   damping=None):
+def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, damping=None,
+                   cache: dict | None = None):
     """Minimiser of the L1 quadratic model (built at W0) over the support of W with its signs fixed.
 
     Once coordinate descent has found the support, this solve finishes the job in one step (exactly
-    for the squared loss). Up to ``dense_max`` support coefficients the Hessian is formed and
-    factorised (2 n s^2 flops; CD alone crawls here because binary columns share one dominant
-    direction); beyond that, conjugate gradients with Hessian-vector products. Both keep the
-    coupled softmax Hessian (diag(p) - p p^T per sample) exact, damped by ``damping`` times the
-    model gradient's norm (see ``NEWTON_DAMPING``). In the dense case, entries whose new value
-    would change sign are set to zero and the step re-solved on the rest (``ACTIVE_SET_ROUNDS``).
-    The caller keeps the result only if it lowers the true objective.
+    for the squared loss). Up to ``dense_max`` (default ``DENSE_NEWTON_MAX``) support coefficients
+    the Hessian is formed and factorised (2 n s^2 flops; CD alone crawls here because binary
+    columns share one dominant direction); beyond that, conjugate gradients (``pcg``) with float32
+    Hessian-vector products on the support's columns, preconditioned by the per-class diagonal
+    blocks of the Hessian (``class_preconditioner``). Both keep the coupled softmax Hessian
+    (diag(p) - p p^T per sample) exact, damped by ``damping`` times the model gradient's norm (see
+    ``NEWTON_DAMPING``). In the dense case, entries whose new value would change sign are set to
+    zero and the step re-solved on the rest (``ACTIVE_SET_ROUNDS``). ``cache`` (a dict kept by the
+    caller across Newton steps) holds the float32 block and the preconditioner, reused while the
+    support stays the same. The caller keeps the result only if it lowers the true objective.
     """
     n = X.shape[0]
     mask = W != 0
@@ -170,33 +182,115 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=DENSE_
     grad *= mask
     mu = (NEWTON_DAMPING if damping is None else damping) * float(np.linalg.norm(grad))
     rows, cls = np.nonzero(mask)
-    if len(rows) <= dense_max:
+    if len(rows) <= (DENSE_NEWTON_MAX if dense_max is None else dense_max):
         hess = support_hessian(X, H, rows, cls, coupled)
         out = W.copy()
         out[rows, cls] = active_set_newton(hess, grad[rows, cls], W[rows, cls], mu)
         return out
-    step = np.zeros_like(W)
+    # conjugate gradients on the support's columns only, preconditioned by the Hessian's
+    # per-class diagonal blocks
+    cols = np.flatnonzero(mask.any(axis=1))
+    ms = mask[cols]
+    if cache is None:
+        cache = {}
+    same = "mask" in cache and np.array_equal(cache["cols"], cols) and np.array_equal(cache["mask"], ms)
+    if not same:
+        # the block is copied and the preconditioner formed once per support: later Newton
+        # steps on the same support reuse both (the curvature changes little near the optimum)
+        Xs = np.asfortranarray(X[:, cols], dtype=np.float32)
+        Hs = H * (1.0 - H) if coupled else H  # the per-class diagonal blocks' sample curvature
+        cache.update(cols=cols, mask=ms, X=Xs, precondition=class_preconditioner(Xs, Hs, ms, mu))
+    Xs = cache["X"]
+    H32 = H.astype(np.float32)
+
+    def hess_vec_s(V):
+        # float32 products: the step only has to be a good descent direction (the gradient it
+        # corrects, and every objective and certificate, stay float64), at half the memory traffic
+        R = Xs @ V.astype(np.float32)
+        HR = H32 * R - H32 * np.sum(H32 * R, axis=1, keepdims=True) if coupled else H32 * R
+        return (Xs.T @ HR).astype(np.float64) / n * ms
+
+    step = pcg(hess_vec_s, grad[cols], mu, cache["precondition"], max_cg)
+    out = W.copy()
+    out[cols] -= step
+    return out
+
+
+def pcg(hess_vec, grad, mu, precondition, max_cg=MAX_CG, rtol=None):
+    """Preconditioned conjugate gradients for (hess + mu I) step = grad, stopped inexactly when
+    the residual falls below ``rtol`` times |grad|; by default rtol = min(CG_FORCING,
+    sqrt(|grad|)) (Eisenstat-Walker forcing: it tightens as the gradient vanishes)."""
+    step = np.zeros_like(grad)
     r = grad.copy()
-    d = r.copy()
+    z = precondition(r)
+    d = z.copy()
     rr = float(np.sum(r * r))
-    # inexact Newton (Eisenstat-Walker forcing): the residual need only fall below
-    # min(CG_FORCING, sqrt(|grad|)) of |grad|, tightening as the gradient vanishes
-    eta = min(CG_FORCING, float(np.sqrt(np.sqrt(rr))))
+    rz = float(np.sum(r * z))
+    eta = min(CG_FORCING, float(np.sqrt(np.sqrt(rr)))) if rtol is None else rtol
     stop = max(CG_REL_RESIDUAL_SQ, eta * eta) * max(rr, 1e-300)
     for _ in range(max_cg):
-        if rr <= stop:
+        if rr <= stop or rz <= 0:
             break
         Hd = hess_vec(d) + mu * d
         dHd = float(np.sum(d * Hd))
         if dHd <= 0:
             break
-        a = rr / dHd
+        a = rz / dHd
         step += a * d
         r -= a * Hd
-        rr_new = float(np.sum(r * r))
-        d = r + (rr_new / rr) * d
-        rr = rr_new
-    return W - step
+        rr = float(np.sum(r * r))
+        z = precondition(r)
+        rz_new = float(np.sum(r * z))
+        d = z + (rz_new / rz) * d
+        rz = rz_new
+    return step
+
+
+def class_preconditioner(X, Hs, mask, mu):
+    """The inverse of the Hessian's per-class diagonal blocks, A_c^T diag(Hs_c) A_c / n + mu I
+    with A_c the columns of X where ``mask[:, c]``, as a function of a residual (p, C).
+
+    The blocks carry the correlation between a class's columns (binary columns share one
+    dominant direction, which makes plain conjugate gradients crawl); only softmax's coupling
+    between classes is left to the iterations. They are formed in float32 (a preconditioner
+    needs no more) a block of rows at a time, and factorised once; a class with more than
+    ``DENSE_NEWTON_MAX`` entries keeps its diagonal only.
+    """
+    n = X.shape[0]
+    blocks = []
+    for c in range(mask.shape[1]):
+        idx = np.flatnonzero(mask[:, c])
+        if len(idx) == 0:
+            continue
+        dense = len(idx) <= DENSE_NEWTON_MAX
+        acc = np.zeros((len(idx), len(idx)) if dense else len(idx), dtype=np.float32)
+        step = max(1, CHUNK_BYTES // (4 * len(idx)))
+        for a in range(0, n, step):
+            A = X[a : a + step, idx]
+            if dense:
+                Aw = A * np.sqrt(Hs[a : a + step, c], dtype=np.float32)[:, None]
+                acc += Aw.T @ Aw
+            else:
+                acc += (A * A).T @ Hs[a : a + step, c].astype(np.float32)
+        acc = acc.astype(np.float64) / n
+        if dense:
+            acc[np.diag_indices(len(idx))] += HESSIAN_RIDGE * max(1.0, float(np.trace(acc)) / len(idx)) + mu
+            try:
+                np.linalg.cholesky(acc)  # positive definite: its inverse is the block's preconditioner
+                blocks.append((c, idx, np.linalg.inv(acc)))
+                continue
+            except np.linalg.LinAlgError:
+                acc = np.diag(acc).copy()
+        blocks.append((c, idx, 1.0 / (acc + mu + 1e-300)))
+
+    def apply(r):
+        # numpy's BLAS only (the inverse, not scipy's triangular solves: see ``support_hessian``)
+        z = np.zeros_like(r)
+        for c, idx, inv in blocks:
+            z[idx, c] = inv @ r[idx, c] if inv.ndim == 2 else inv * r[idx, c]
+        return z
+
+    return apply
 
 
 def active_set_newton(hess, grad, w, mu=0.0, rounds=ACTIVE_SET_ROUNDS):
