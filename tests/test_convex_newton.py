@@ -126,3 +126,29 @@ def test_large_support_softmax_solve_counts_products_and_matches_the_dense_step(
     assert abs(res.primal - dense.primal) <= res.gap + dense.gap + 1e-12
     assert np.count_nonzero(res.coef) > 20  # the conjugate-gradient branch ran
     assert 0 < len(calls) <= 300, len(calls)
+
+
+def test_solves_run_with_the_blas_thread_limit(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import spikecvx.convex.solver as solver_module
+    from spikecvx.convex import solve
+
+    seen = []
+    prox = solver_module.prox_newton
+
+    def spy(*args, **kw):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return prox(*args, **kw)
+
+    monkeypatch.setattr(solver_module, "prox_newton", spy)
+    rng = np.random.default_rng(0)
+    D, y = (rng.random((60, 12)) < 0.4).astype(np.uint8), rng.integers(0, 3, 60)
+    before = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+    assert solve(D, y, "softmax", reg=1e-3).converged
+    assert seen and all(s == {solver_module.BLAS_THREADS} for s in seen)
+    assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == before  # restored
+    monkeypatch.setattr(solver_module, "BLAS_THREADS", None)  # None: the BLAS as configured
+    seen.clear()
+    solve(D, y, "softmax", reg=1e-3)
+    assert seen and all(s == before for s in seen)

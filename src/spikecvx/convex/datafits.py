@@ -246,6 +246,16 @@ class Logistic(Datafit):
         return np.sum(xlogy(a, a) + xlogy(1 - a, 1 - a), axis=1)
 
 
+def _logsumexp_rows(Z: np.ndarray) -> np.ndarray:
+    """logsumexp over each row of Z, (n, 1): plain numpy (scipy's version costs more in dispatch
+    than in arithmetic on small problems, and the solver calls it every iteration); scipy's for
+    rows that hold infinities."""
+    m = np.max(Z, axis=1, keepdims=True)
+    if not np.all(np.isfinite(m)):
+        return logsumexp(Z, axis=1, keepdims=True)
+    return m + np.log(np.sum(np.exp(Z - m), axis=1, keepdims=True))
+
+
 class Softmax(Datafit):
     """Multinomial cross-entropy (1/n) sum_i [logsumexp(Z_i) - Z_i,y_i] on integer labels."""
 
@@ -261,11 +271,11 @@ class Softmax(Datafit):
         return Y, classes
 
     def losses(self, Z, Y):
-        return logsumexp(Z, axis=1) - np.sum(Z * Y, axis=1)
+        return _logsumexp_rows(Z)[:, 0] - np.sum(Z * Y, axis=1)
 
     @staticmethod
     def softmax_probs(Z):
-        return np.exp(Z - logsumexp(Z, axis=1, keepdims=True))
+        return np.exp(Z - _logsumexp_rows(Z))
 
     def grad_hess(self, Z, Y):
         P = self.softmax_probs(Z)
