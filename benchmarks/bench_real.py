@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from _machine import machine_line
 
-from spikecvx.convex import reg_grid, solve
+from spikecvx.convex import path, reg_grid, solve
 from spikecvx.dictionary import sample_witnesses, spike_dictionary
 from spikecvx.snn import ParallelSNN
 
@@ -123,12 +123,8 @@ def product_floor(D, results) -> float:
 def run(name, D, y, loss, args) -> None:
     min_ratio = args.mnist_min_ratio if name == "mnist" else args.min_ratio
     regs = reg_grid(D, y, loss, n_regs=args.n_regs, min_ratio=min_ratio)
-    results, W = [], None
     t0, c0 = time.perf_counter(), time.process_time()
-    for reg in regs:
-        res = solve(D, y, loss, reg=float(reg), warm_start=W)
-        results.append(res)
-        W = res.coef
+    results = path(D, y, loss, regs=regs)  # warm-started, the problem prepared once
     t_ours, cpu_ours = time.perf_counter() - t0, time.process_time() - c0
     floor = product_floor(D, results)
     worst_gap = max(r.rel_gap for r in results)
