@@ -75,6 +75,7 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     n = X.shape[0]
     if pen.orthant_linear:
         epochs = min(epochs, NEWTON_MODEL_EPOCHS)
+    X_cd = X  # the sweeps read a compact (uint8) block as it is: less memory traffic than float64
     if X.dtype != np.float64 and 8 * X.size <= WIDEN_BYTES:
         X = np.asfortranarray(X, dtype=np.float64)
     W = np.array(W, dtype=np.float64)
@@ -95,7 +96,7 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
         if not newton_ok:
             dW = np.zeros_like(W)
             R = np.zeros_like(Z)
-            quadratic_model_cd(pen.prox, pen.params, X, np.ascontiguousarray(G), np.ascontiguousarray(Hm),
+            quadratic_model_cd(pen.prox, pen.params, X_cd, np.ascontiguousarray(G), np.ascontiguousarray(Hm),
                                W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
             decrease = float(np.sum(G * R)) / n + reg * (pen.value(W + dW) - pen.value(W))
             # a model decrease at round-off level: coordinate descent is done, the Newton step may not be
