@@ -280,9 +280,9 @@ def class_preconditioner(X, Hs, mask, mu):
                 np.linalg.cholesky(acc)  # positive definite: its inverse is the block's preconditioner
                 blocks.append((c, idx, np.linalg.inv(acc)))
                 continue
-            except np.linalg.LinAlgError:
-                acc = np.diag(acc).copy()
-        blocks.append((c, idx, 1.0 / (acc + mu + 1e-300)))
+            except np.linalg.LinAlgError:  # not numerically definite: its diagonal (mu included)
+                acc = np.diag(acc) - mu
+        blocks.append((c, idx, 1.0 / np.maximum(acc + mu, 1e-300)))
 
     def apply(r):
         # numpy's BLAS only (the inverse, not scipy's triangular solves: see ``support_hessian``)
