@@ -51,6 +51,20 @@ GRAM_EIG_FLOOR = 1e-13
 NEWTON_MAX_ITER = 50
 NEWTON_MODEL_TOL = 1e-3
 NEWTON_MIN_DECREASE = 1e-16
+# Softmax working sets on the rank-local rows (``_newton_hvp``): power iterations for the
+# curvature estimate of each model and the factor it is raised by, FISTA iterations per model and
+# their stopping rule (relative decrease), conjugate-gradient iterations and damping (relative to
+# the gradient's norm) of the support Newton step.
+POWER_ITERS = 6
+POWER_SAFETY = 1.1
+MODEL_FISTA_MAX_ITER = 300
+MODEL_FISTA_RTOL = 1e-4
+SUPPORT_MAX_CG = 50
+SUPPORT_DAMPING = 1e-3
+MIN_CURVATURE = 1e-12
+# A softmax working set is gathered on rank 0 (rows merged, then solved by ``prox_newton``) when its
+# rows over all ranks take at most this many bytes (uint8: rows x |ws|), else solved sharded.
+SOFTMAX_GATHER_MAX_BYTES = 0
 # Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
 WS_LP_TOL = 1e-10
 _COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
@@ -87,7 +101,8 @@ class ShardedMatrix:
         if lo[0] != hi[0]:
             raise ValueError(f"D has {self.p} columns on rank {comm.rank} but between {int(lo[0])} "
                              f"and {int(hi[0])} across the ranks; every rank must hold the same columns")
-        if comm.allreduce_sum(np.array([self.n]))[0] == 0:
+        self.n_total = int(comm.allreduce_sum(np.array([self.n]))[0])
+        if self.n_total == 0:
             raise ValueError("D has no rows on any rank")
         # working-set rows travel as uint8 when every rank with rows holds a 0/1-byte dictionary
         small = self.n == 0 or (not self.sparse and self.D.dtype == np.uint8)
@@ -171,8 +186,8 @@ class ShardedProblem(Problem):
         loss, the Gram form instead (``_gram_rows``)."""
         if self.base.name == "squared":
             return self._gram_rows(ws)
-        if self.base.name == "logistic":  # solved by ``_newton_gram`` on the rank-local rows
-            self._ws = ws
+        if self.base.name == "logistic" or self._softmax_sharded(ws):
+            self._ws = ws  # solved on the rank-local rows (``_newton_gram`` / ``_newton_hvp``)
             return None, None, None, None, None
         comm = self.comm
         C = self.Y.shape[1]
@@ -245,6 +260,64 @@ class ShardedProblem(Problem):
             W, Z, obj = W + t * dW, Z + t * R, new
         return W
 
+    def _softmax_sharded(self, ws: np.ndarray) -> bool:
+        """Whether a softmax working set is solved on the rank-local rows (``_newton_hvp``) rather
+        than gathered on rank 0: when its rows, |ws| bytes each, would exceed
+        ``SOFTMAX_GATHER_MAX_BYTES`` (the same answer on every rank: it depends on global sizes)."""
+        return self.base.name == "softmax" and self.M.n_total * len(ws) > SOFTMAX_GATHER_MAX_BYTES
+
+    def _newton_hvp(self, W0: np.ndarray, reg: float, tol_abs: float) -> np.ndarray:
+        """Proximal Newton for softmax on the working set, on the rank-local rows: each Newton
+        iteration all-reduces the gradient X^T U (|ws| x C numbers), minimises the quadratic model
+        by accelerated proximal gradient (``_model_fista``) and, for orthant-linear penalties,
+        finishes it with conjugate gradients on the support (``_support_cg``), every
+        Hessian-vector product one all-reduce of |ws| x C numbers; the Armijo line search
+        all-reduces the objective. Stops when the working set's duality gap is below ``tol_abs``,
+        as ``prox_newton`` does. Every rank runs the same iterations on the same all-reduced
+        numbers; the caller broadcasts rank 0's result."""
+        comm, pen, fit = self.comm, self.pen, self.base
+        X = self.M.local_columns(self._ws).astype(np.float64)
+        s, Y = self.s, self.Y
+        W = np.array(W0, dtype=np.float64)
+        Z = X @ W
+
+        def objective(Z_, W_):
+            local = np.array([s @ fit.losses(Z_, Y)]) if len(s) else np.zeros(1)
+            return float(comm.allreduce_sum(local)[0]) + reg * pen.value(W_)
+
+        obj = objective(Z, W)
+        state = {"L": None, "v": None}
+        for _ in range(NEWTON_MAX_ITER):
+            U = self.fit.dual_direction(Z, Y)  # s_i (p_i - y_i): the gradient, this rank's rows
+            g = comm.allreduce_sum(X.T @ U)
+            scale, pen_conjugate = pen.feasible_dual(g, reg)
+            if self.fit.in_domain(scale * U, Y):
+                dual = -self.fit.conjugate(scale * U, Y) - pen_conjugate
+                if obj - dual <= tol_abs:
+                    break
+            P = fit.softmax_probs(Z)
+
+            def hvp(V, P=P):  # sum_i s_i x_i (diag(p_i) - p_i p_i^T) (x_i^T V), every rank's rows
+                PR = P * (X @ V)
+                return comm.allreduce_sum(X.T @ (s[:, None] * (PR - P * PR.sum(axis=1, keepdims=True))))
+
+            V = _model_fista(g, hvp, W, pen, reg, state, tol_abs)
+            V = _support_cg(g, hvp, W, V, reg, pen)
+            dW = V - W
+            decrease = float(np.sum(g * dW)) + reg * (pen.value(V) - pen.value(W))
+            if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
+                break
+            R, t = X @ dW, 1.0
+            for _ in range(40):
+                new = objective(Z + t * R, W + t * dW)
+                if new <= obj + 1e-4 * t * decrease:
+                    break
+                t *= 0.5
+            else:
+                break
+            W, Z, obj = W + t * dW, Z + t * R, new
+        return W
+
     def _gram_rows(self, ws: np.ndarray):
         """The squared loss's working-set subproblem from sums alone: Q = sum_i s_i x_i x_i^T and
         B = sum_i s_i x_i y_i^T over all ranks (one all-reduce of |ws| (|ws| + C) numbers,
@@ -270,9 +343,11 @@ class ShardedProblem(Problem):
     def solve_ws(self, solver, *args):
         """Rank 0 solves; every rank gets its result (multipliers cut into each rank's rows).
         The logistic loss's proximal Newton runs on every rank instead (``_newton_gram``)."""
-        if solver is prox_newton and self.base.name == "logistic":
+        if solver is prox_newton and self.base.name in ("logistic", "softmax") and args[0] is None:
             _, _, W0, _, _, reg, tol_abs = args
-            return self._newton_gram(W0, reg, tol_abs)
+            if self.base.name == "logistic":
+                return self._newton_gram(W0, reg, tol_abs)
+            return self.comm.broadcast_object(self._newton_hvp(W0, reg, tol_abs))
         out = None
         if self.comm.rank == 0:
             out = solver(*args)
@@ -289,6 +364,124 @@ class ShardedProblem(Problem):
         pos = self._local_inverse >= 0
         out[pos] = mine[self._local_inverse[pos]]
         return out
+
+
+def _prox(pen: Penalty, V: np.ndarray, t: float) -> np.ndarray:
+    """The proximal operator of t * pen at V (rows of W), through the penalty's compiled prox."""
+    out = np.array(V, dtype=np.float64)
+    C = out.shape[1]
+    if pen.group:
+        for j in np.flatnonzero(np.any(out != 0, axis=1)):
+            pen.prox(out[j], 0, C, 1.0, t, pen.params)
+    else:
+        flat = out.reshape(-1)
+        pen.prox(flat, 0, flat.size, 1.0, t, pen.params)
+    return out
+
+
+def _model_fista(g, hvp, W, pen, reg, state, tol_abs):
+    """Approximate minimiser of the proximal-Newton model m(V) = g.(V - W) + 1/2 (V - W).H(V - W)
+    + reg pen(V) by FISTA with adaptive restart (O'Donoghue & Candes 2015), one Hessian-vector
+    product ``hvp`` (an all-reduce) per iteration. The step is 1 / L with L a power-iteration
+    estimate of the largest eigenvalue of H (``state`` keeps it and its vector between Newton
+    iterations), doubled whenever an unaccelerated step fails to decrease the model. Stops when the
+    model's decrease per iteration falls below ``MODEL_FISTA_RTOL`` of its total decrease (and of
+    ``tol_abs``), or after ``MODEL_FISTA_MAX_ITER`` iterations."""
+    v = state["v"]
+    if v is None:  # deterministic start, not in H's null space (the same shift for every class)
+        v = np.random.default_rng(0).standard_normal(g.shape)
+    lam = 0.0
+    for _ in range(POWER_ITERS):
+        Hv = hvp(v)
+        norm = float(np.linalg.norm(Hv))
+        if norm == 0.0:
+            break
+        lam, v = float(np.sum(v * Hv)) / float(np.sum(v * v)), Hv / norm
+        state["v"] = v
+    L = max(POWER_SAFETY * lam, state["L"] or 0.0, MIN_CURVATURE)
+    model = lambda D, HD, V: float(np.sum(g * D)) + 0.5 * float(np.sum(D * HD)) + reg * pen.value(V)  # noqa: E731
+    x, Hx, fx = W, np.zeros_like(W), reg * pen.value(W)
+    y, Hy, t = x, Hx, 1.0
+    start = fx
+    for _ in range(MODEL_FISTA_MAX_ITER):
+        x_new = _prox(pen, y - (g + Hy) / L, reg / L)
+        Hx_new = hvp(x_new - W)
+        f_new = model(x_new - W, Hx_new, x_new)
+        if not f_new <= fx + 1e-14 * max(1.0, abs(fx)):  # went up (or is not finite)
+            if y is x:  # a plain proximal-gradient step went up: L is below H's largest eigenvalue
+                L *= 2.0
+            y, Hy, t = x, Hx, 1.0  # restart the momentum from the best point
+            continue
+        t_new = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        beta = (t - 1.0) / t_new
+        done = fx - f_new <= MODEL_FISTA_RTOL * max(start - f_new, 0.0) + 1e-3 * tol_abs
+        y, Hy = x_new + beta * (x_new - x), Hx_new + beta * (Hx_new - Hx)
+        x, Hx, fx, t = x_new, Hx_new, f_new, t_new
+        if done:
+            break
+    state["L"] = L / POWER_SAFETY
+    return x
+
+
+def _penalty_on_support(pen: Penalty, V: np.ndarray, reg: float):
+    """reg * pen near V, on V's support, where it is smooth: (mask, gradient, Hessian-vector
+    product, whether entries must keep their sign), or None for a penalty without this form.
+    L1 and the elastic net are linear / quadratic on each sign orthant; group L1 is smooth on the
+    rows that are not zero."""
+    if pen.name == "group_l1":
+        mask = np.repeat(np.any(V != 0, axis=1, keepdims=True), V.shape[1], axis=1)
+        norms = np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-300)
+        u = V / norms
+
+        def hess(d):  # reg (I - u u^T) d_j / ||v_j|| per row
+            return reg * (d - u * np.sum(u * d, axis=1, keepdims=True)) / norms * mask
+
+        return mask, reg * u * mask, hess, False
+    if pen.name in ("l1", "elastic_net"):
+        a = float(pen.params[0]) if pen.name == "elastic_net" else 1.0
+        mask = V != 0
+        return mask, reg * (a * np.sign(V) + (1.0 - a) * V) * mask, lambda d: reg * (1.0 - a) * d * mask, True
+    return None
+
+
+def _support_cg(g, hvp, W, V, reg, pen):
+    """V improved by a Newton step on its support, where the penalty is smooth
+    (``_penalty_on_support``): conjugate gradients on (H_SS + pen'' + mu I) d = r, r the model's
+    gradient on the support, each product one all-reduce; for the orthant penalties, entries whose
+    sign would flip stop at zero. Returned only if it lowers the model (one more product)."""
+    terms = _penalty_on_support(pen, V, reg)
+    if terms is None or not np.any(V):
+        return V
+    mask, pen_grad, pen_hess, keep_signs = terms
+    HV = hvp(V - W)
+    r = (g + HV) * mask + pen_grad
+    rr0 = float(np.sum(r * r))
+    if rr0 == 0.0:
+        return V
+    mu = SUPPORT_DAMPING * np.sqrt(rr0)
+    step, res, d, rr = np.zeros_like(V), r.copy(), r.copy(), rr0
+    stop = max(1e-24, min(0.01, np.sqrt(rr0))) * rr0
+    for _ in range(SUPPORT_MAX_CG):
+        if rr <= stop:
+            break
+        Hd = hvp(d) * mask + pen_hess(d) + mu * d
+        dHd = float(np.sum(d * Hd))
+        if dHd <= 0:
+            break
+        a = rr / dHd
+        step += a * d
+        res -= a * Hd
+        rr_new = float(np.sum(res * res))
+        d, rr = res + (rr_new / rr) * d, rr_new
+    cand = V - step
+    if keep_signs:
+        cand[np.sign(cand) != np.sign(V)] = 0.0
+
+    def model(X_, HX):
+        D = X_ - W
+        return float(np.sum(g * D)) + 0.5 * float(np.sum(D * HX)) + reg * pen.value(X_)
+
+    return cand if model(cand, hvp(cand - W)) < model(V, HV) else V
 
 
 def _virtual_rows(Q: np.ndarray, B: np.ndarray):
