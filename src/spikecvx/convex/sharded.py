@@ -33,6 +33,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from .._agree import agree
 from .._validation import check_choice, check_real_array
 from .datafits import DATAFITS, Datafit, WeightedDatafit
 from .hinge_fast import solve_hinge_l1
@@ -86,15 +87,13 @@ def communicator_of(distributed):
 class ShardedMatrix:
     """The rows of D held by this process, with products that sum over all processes."""
 
-    def __init__(self, D, comm) -> None:
-        if hasattr(D, "matrix") and not sp.issparse(D):
-            D = D.matrix
-        shape = np.shape(D)
-        if len(shape) != 2:
-            raise ValueError(f"D must be 2-D (n_samples, n_features), got shape {shape}")
+    def __init__(self, D, comm, local: DesignMatrix | None = None) -> None:
+        """``local``: D checked by ``local_matrix`` (None: checked here, on this rank alone)."""
+        if local is None:
+            D, local = local_matrix(D)
         self.comm = comm
-        self.n, self.p = shape
-        self.local = DesignMatrix(D) if self.n else None
+        self.n, self.p = np.shape(D)
+        self.local = local
         self.sparse = self.local.sparse if self.local is not None else False
         self.D = self.local.D if self.local is not None else np.zeros((0, self.p))
         lo, hi = comm.allreduce_min(np.array([self.p])), -comm.allreduce_min(np.array([-self.p]))
@@ -133,6 +132,16 @@ class ShardedMatrix:
         return np.ascontiguousarray(block, dtype=self.transfer_dtype)
 
 
+def local_matrix(D):
+    """This rank's rows of D, checked (2-D, real, finite): (D, DesignMatrix or None when empty)."""
+    if hasattr(D, "matrix") and not sp.issparse(D):
+        D = D.matrix
+    shape = np.shape(D)
+    if len(shape) != 2:
+        raise ValueError(f"D must be 2-D (n_samples, n_features), got shape {shape}")
+    return D, (DesignMatrix(D) if shape[0] else None)
+
+
 class ShardedFit:
     """A datafit on this process's rows whose sums (value, conjugate, domain test) run over all
     processes; its weights are normalised over all processes, so the partial sums add up."""
@@ -169,6 +178,10 @@ class ShardedProblem(Problem):
     @property
     def reduce_sum(self):
         return self.comm.allreduce_sum
+
+    def agree(self, check, *args):
+        """``check(*args)`` on every rank; when it raises on one, every rank raises (``agree``)."""
+        return agree(self.comm, check, *args)
 
     def check_same_call(self, reg: float, tol: float, max_iter: int, W: np.ndarray) -> None:
         """ValueError on every rank unless every rank solves with the same reg, tol, max_iter and
@@ -503,31 +516,51 @@ def _hinge_lp(X, Y, reg, weights):
     return W, alpha
 
 
-def _encode(fit: Datafit, y, comm):
+def _check_labels(fit: Datafit, y, n: int):
+    """This rank's labels checked as far as they can be alone: (Y, or None for integer classes,
+    whose encoding needs the classes of every rank)."""
+    if fit.labels == "real":
+        Y = fit.encode(y)[0]
+    else:
+        check_real_array("y", y)
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-D (n,) for this loss, got shape {y.shape}")
+        if fit.labels == "pm1":  # encoded with both labels in front, so a shard may hold one class
+            Y = fit.encode(np.concatenate([np.array([-1.0, 1.0]), y.astype(np.float64)]))[0][2:]
+        else:
+            if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+                raise ValueError("y must hold integer class labels for this loss")
+            Y = None
+    if len(y) != n:
+        raise ValueError(f"y has {len(y)} samples but D has {n} rows")
+    return Y
+
+
+def _encode(fit: Datafit, y, Y, comm):
     """Labels of this process encoded with the classes of every process: (Y, classes)."""
     if fit.labels == "real":
-        Y, classes = fit.encode(y)
         lo, hi = comm.allreduce_min(np.array([Y.shape[1]])), -comm.allreduce_min(np.array([-Y.shape[1]]))
         if lo[0] != hi[0]:
-            raise ValueError(f"y has {Y.shape[1]} outputs on rank {comm.rank} but not on every rank")
-        return Y, classes
-    check_real_array("y", y)
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D (n,) for this loss, got shape {y.shape}")
-    prefix = np.array([-1.0, 1.0]) if fit.labels == "pm1" else np.unique(np.concatenate(
-        [np.asarray(u, dtype=np.float64) for u in comm.allgather(np.unique(y).astype(np.float64))]))
+            raise ValueError(f"y has {int(lo[0])} to {int(hi[0])} outputs across the ranks; every "
+                             f"rank must pass the same number")
+        return Y, None
     if fit.labels == "pm1":
-        seen = comm.allreduce_sum(np.array([np.any(y == -1), np.any(y == 1)], dtype=np.float64))
+        seen = comm.allreduce_sum(np.array([np.any(Y == -1), np.any(Y == 1)], dtype=np.float64))
         if not np.all(seen > 0):
             raise ValueError("y holds a single class over all ranks; binary losses need both -1 and +1")
+        return Y, None
+    y = np.asarray(y)
+    prefix = np.unique(np.concatenate(
+        [np.asarray(u, dtype=np.float64) for u in comm.allgather(np.unique(y).astype(np.float64))]))
+    if len(prefix) < 2:
+        raise ValueError(f"y holds a single class over all ranks ({prefix[0]!r}); at least two are needed")
     Y, classes = fit.encode(np.concatenate([prefix.astype(y.dtype if y.size else np.float64), y]))
     return Y[len(prefix):], classes
 
 
-def _local_weights(sample_weight, n: int, comm) -> np.ndarray:
+def _local_weights(w: np.ndarray, comm) -> np.ndarray:
     """This process's sample weights divided by the sum over every process."""
-    w = np.ones(n) if sample_weight is None else weight_array(sample_weight, n)
     total = float(comm.allreduce_sum(np.array([w.sum()]))[0])
     if not np.isfinite(total):
         raise ValueError("sample_weight is too large: its sum is not finite in float64; rescale it")
@@ -537,18 +570,34 @@ def _local_weights(sample_weight, n: int, comm) -> np.ndarray:
     return w / total
 
 
-def prepare_sharded(D, y, loss: str, penalty: str | Penalty, sample_weight, comm) -> ShardedProblem:
-    """The sharded counterpart of ``solver.prepare``: this process's rows, global sums."""
+def _check_local(D, y, loss, penalty, sample_weight, checks):
+    """Every check of ``prepare_sharded`` that needs no other rank (``checks`` first)."""
+    if checks is not None:
+        checks()
     check_choice("loss", loss, DATAFITS)
     fit, pen = DATAFITS[loss], get_penalty(penalty)
     if fit.subproblem == "conic" and pen.conic is None:
         raise ValueError(f"loss {loss!r} is solved as a linear / second-order cone program, which "
                          f"penalty {pen.name!r} has no form for; use penalty 'l1' or 'group_l1'")
-    M = ShardedMatrix(D, comm)
-    Y, classes = _encode(fit, y, comm)
-    if Y.shape[0] != M.n:
-        raise ValueError(f"y has {Y.shape[0]} samples but D has {M.n} rows (on rank {comm.rank})")
-    s = _local_weights(sample_weight, M.n, comm)
+    D, local = local_matrix(D)
+    n = np.shape(D)[0]
+    Y = _check_labels(fit, y, n)
+    w = np.ones(n) if sample_weight is None else weight_array(sample_weight, n)
+    return fit, pen, D, local, Y, w
+
+
+def prepare_sharded(D, y, loss: str, penalty: str | Penalty, sample_weight, comm,
+                    checks=None) -> ShardedProblem:
+    """The sharded counterpart of ``solver.prepare``: this process's rows, global sums.
+
+    The checks that depend on this rank's arguments alone (and ``checks()``, the caller's own)
+    run first on every rank and are agreed on (``_agree.agree``): when one rank's fail, every rank
+    raises ValueError at once instead of waiting in a collective. The checks across ranks (column
+    counts, classes, weight sums) raise on every rank by construction."""
+    fit, pen, D, local, Y, w = agree(comm, _check_local, D, y, loss, penalty, sample_weight, checks)
+    M = ShardedMatrix(D, comm, local)
+    Y, classes = _encode(fit, y, Y, comm)
+    s = _local_weights(w, comm)
     squeeze = Y.shape[1] == 1 and np.ndim(y) == 1
     sfit = ShardedFit(fit.weighted(s), comm)
     return ShardedProblem(M, Y, sfit, pen, classes, squeeze, None, M, Y, sfit, None, None,
