@@ -57,12 +57,15 @@ NEWTON_MIN_DECREASE = 1e-16
 # their stopping rule (relative decrease), conjugate-gradient iterations and damping (relative to
 # the gradient's norm) of the support Newton step.
 POWER_ITERS = 6
+POWER_ITERS_WARM = 2
 POWER_SAFETY = 1.1
 MODEL_FISTA_MAX_ITER = 300
 MODEL_FISTA_RTOL = 1e-4
+MODEL_FISTA_SUPPORT_ITER = 20
 SUPPORT_MAX_CG = 50
 SUPPORT_DAMPING = 1e-3
 MIN_CURVATURE = 1e-12
+SUPPORT_NEWTON = ("l1", "elastic_net", "group_l1")  # penalties ``_penalty_on_support`` knows
 # A softmax working set is gathered on rank 0 (rows merged, then solved by ``prox_newton``) when its
 # rows over all ranks take at most this many bytes (uint8: rows x |ws|), else solved sharded.
 SOFTMAX_GATHER_MAX_BYTES = 0
@@ -198,8 +201,10 @@ class ShardedProblem(Problem):
         """Merge and gather the working-set rows on rank 0 (the others get Nones); for the squared
         loss, the Gram form instead (``_gram_rows``)."""
         if self.base.name == "squared":
+            self._ws_local = False
             return self._gram_rows(ws)
-        if self.base.name == "logistic" or self._softmax_sharded(ws):
+        self._ws_local = self.base.name == "logistic" or self._softmax_sharded(ws)
+        if self._ws_local:
             self._ws = ws  # solved on the rank-local rows (``_newton_gram`` / ``_newton_hvp``)
             return None, None, None, None, None
         comm = self.comm
@@ -314,7 +319,9 @@ class ShardedProblem(Problem):
                 PR = P * (X @ V)
                 return comm.allreduce_sum(X.T @ (s[:, None] * (PR - P * PR.sum(axis=1, keepdims=True))))
 
-            V = _model_fista(g, hvp, W, pen, reg, state, tol_abs)
+            # with a support Newton step after it, FISTA only needs to find the support
+            fista_iters = MODEL_FISTA_SUPPORT_ITER if pen.name in SUPPORT_NEWTON else MODEL_FISTA_MAX_ITER
+            V = _model_fista(g, hvp, W, pen, reg, state, tol_abs, fista_iters)
             V = _support_cg(g, hvp, W, V, reg, pen)
             dW = V - W
             decrease = float(np.sum(g * dW)) + reg * (pen.value(V) - pen.value(W))
@@ -356,7 +363,7 @@ class ShardedProblem(Problem):
     def solve_ws(self, solver, *args):
         """Rank 0 solves; every rank gets its result (multipliers cut into each rank's rows).
         The logistic loss's proximal Newton runs on every rank instead (``_newton_gram``)."""
-        if solver is prox_newton and self.base.name in ("logistic", "softmax") and args[0] is None:
+        if solver is prox_newton and self._ws_local:
             _, _, W0, _, _, reg, tol_abs = args
             if self.base.name == "logistic":
                 return self._newton_gram(W0, reg, tol_abs)
@@ -392,7 +399,7 @@ def _prox(pen: Penalty, V: np.ndarray, t: float) -> np.ndarray:
     return out
 
 
-def _model_fista(g, hvp, W, pen, reg, state, tol_abs):
+def _model_fista(g, hvp, W, pen, reg, state, tol_abs, max_iter=MODEL_FISTA_MAX_ITER):
     """Approximate minimiser of the proximal-Newton model m(V) = g.(V - W) + 1/2 (V - W).H(V - W)
     + reg pen(V) by FISTA with adaptive restart (O'Donoghue & Candes 2015), one Hessian-vector
     product ``hvp`` (an all-reduce) per iteration. The step is 1 / L with L a power-iteration
@@ -404,19 +411,19 @@ def _model_fista(g, hvp, W, pen, reg, state, tol_abs):
     if v is None:  # deterministic start, not in H's null space (the same shift for every class)
         v = np.random.default_rng(0).standard_normal(g.shape)
     lam = 0.0
-    for _ in range(POWER_ITERS):
+    for _ in range(POWER_ITERS if state["L"] is None else POWER_ITERS_WARM):
         Hv = hvp(v)
         norm = float(np.linalg.norm(Hv))
         if norm == 0.0:
             break
         lam, v = float(np.sum(v * Hv)) / float(np.sum(v * v)), Hv / norm
         state["v"] = v
-    L = max(POWER_SAFETY * lam, state["L"] or 0.0, MIN_CURVATURE)
+    L = max(POWER_SAFETY * lam, MIN_CURVATURE)
     model = lambda D, HD, V: float(np.sum(g * D)) + 0.5 * float(np.sum(D * HD)) + reg * pen.value(V)  # noqa: E731
     x, Hx, fx = W, np.zeros_like(W), reg * pen.value(W)
     y, Hy, t = x, Hx, 1.0
     start = fx
-    for _ in range(MODEL_FISTA_MAX_ITER):
+    for _ in range(max_iter):
         x_new = _prox(pen, y - (g + Hy) / L, reg / L)
         Hx_new = hvp(x_new - W)
         f_new = model(x_new - W, Hx_new, x_new)
@@ -441,6 +448,8 @@ def _penalty_on_support(pen: Penalty, V: np.ndarray, reg: float):
     product, whether entries must keep their sign), or None for a penalty without this form.
     L1 and the elastic net are linear / quadratic on each sign orthant; group L1 is smooth on the
     rows that are not zero."""
+    if pen.name not in SUPPORT_NEWTON:
+        return None
     if pen.name == "group_l1":
         mask = np.repeat(np.any(V != 0, axis=1, keepdims=True), V.shape[1], axis=1)
         norms = np.maximum(np.linalg.norm(V, axis=1, keepdims=True), 1e-300)
@@ -450,11 +459,9 @@ def _penalty_on_support(pen: Penalty, V: np.ndarray, reg: float):
             return reg * (d - u * np.sum(u * d, axis=1, keepdims=True)) / norms * mask
 
         return mask, reg * u * mask, hess, False
-    if pen.name in ("l1", "elastic_net"):
-        a = float(pen.params[0]) if pen.name == "elastic_net" else 1.0
-        mask = V != 0
-        return mask, reg * (a * np.sign(V) + (1.0 - a) * V) * mask, lambda d: reg * (1.0 - a) * d * mask, True
-    return None
+    a = float(pen.params[0]) if pen.name == "elastic_net" else 1.0
+    mask = V != 0
+    return mask, reg * (a * np.sign(V) + (1.0 - a) * V) * mask, lambda d: reg * (1.0 - a) * d * mask, True
 
 
 def _support_cg(g, hvp, W, V, reg, pen):
