@@ -1,6 +1,7 @@
 """Row-sharded certified solves on 2 and 3 gloo ranks equal the one-process solve on the
 concatenated rows: every loss x penalty, uneven shards, an empty shard, and a rank whose rows all
-repeat other ranks' rows."""
+repeat other ranks' rows. Softmax runs both ways: its working sets solved on the rank-local rows
+(the default here) and gathered on rank 0."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from spikecvx.convex import path, reg_max, solve
 
 N, P = 64, 40
 CASES = [("squared", "l1"), ("squared", "group_l1"), ("squared", "elastic_net"), ("logistic", "l1"),
-         ("logistic", "elastic_net"), ("softmax", "l1"), ("softmax", "group_l1"), ("hinge", "l1"),
+         ("logistic", "elastic_net"), ("softmax", "l1"), ("softmax", "group_l1"),
+         ("softmax", "elastic_net"), ("hinge", "l1"),
          ("hinge_ovr", "l1"), ("hinge_ovr", "group_l1")]
 TOL = 1e-8
 
@@ -47,6 +49,9 @@ def _reg(loss, pen, D, y, sw=None):
 
 
 def _rank_solves(r, w):
+    from spikecvx.convex import sharded
+
+    sharded.SOFTMAX_GATHER_MAX_BYTES = 0  # every softmax working set on the rank-local rows
     D, labels, weights = _data()
     rows_all = _rows(w)
     mine = _shards(w)[r]
@@ -64,6 +69,16 @@ def _rank_solves(r, w):
     res = solve(D[mine], y[mine], "logistic", "l1", reg=reg, tol=TOL, sample_weight=weights[mine],
                 distributed=True)
     out["weighted"] = (res.coef, res.primal)
+    y = labels["softmax"]
+    reg = _reg("softmax", "group_l1", D[rows_all], y[rows_all], sw)
+    res = solve(D[mine], y[mine], "softmax", "group_l1", reg=reg, tol=TOL, sample_weight=weights[mine],
+                distributed=True)
+    out["softmax_weighted"] = (res.primal, res.gap)
+    sharded.SOFTMAX_GATHER_MAX_BYTES = np.inf  # softmax working sets gathered on rank 0
+    reg = _reg("softmax", "l1", D[rows_all], y[rows_all])
+    res = solve(D[mine], y[mine], "softmax", "l1", reg=reg, tol=TOL, distributed=True)
+    out["softmax_gathered"] = (res.coef, res.primal, res.gap)
+    sharded.SOFTMAX_GATHER_MAX_BYTES = 0
     results = path(D[mine], labels["softmax"][mine], "softmax", "l1", n_regs=3, min_ratio=0.1, tol=TOL,
                    distributed=True)
     out["path"] = [(p.reg, p.primal, p.coef) for p in results]
@@ -101,8 +116,73 @@ def test_sharded_solves_equal_the_one_process_solve(world):
     for out in res:
         assert out["weighted"][1] == pytest.approx(ref.primal, rel=1e-9)
         assert out["disagree"] is not None and "differ between the ranks" in out["disagree"]
+    y = labels["softmax"][rows]
+    ref = solve(Dc, y, "softmax", "group_l1", reg=_reg("softmax", "group_l1", Dc, y, sw), tol=TOL,
+                sample_weight=sw)
+    ref_l1 = solve(Dc, y, "softmax", "l1", reg=_reg("softmax", "l1", Dc, y), tol=TOL)
+    for out in res:
+        primal, gap = out["softmax_weighted"]
+        assert primal == pytest.approx(ref.primal, rel=1e-9) and gap <= TOL * max(1.0, abs(primal))
+        coef, primal, gap = out["softmax_gathered"]
+        assert primal == pytest.approx(ref_l1.primal, rel=1e-9) and gap <= TOL * max(1.0, abs(primal))
+        np.testing.assert_array_equal(coef, res[0]["softmax_gathered"][0])
+        assert primal == pytest.approx(res[0]["softmax", "l1"][1], rel=1e-9)  # both ways agree
     refs = path(Dc, labels["softmax"][rows], "softmax", "l1", n_regs=3, min_ratio=0.1, tol=TOL)
     for out in res:
         assert len(out["path"]) == 3
         for (reg, primal, _), r in zip(out["path"], refs):
             assert reg == pytest.approx(r.reg, rel=1e-12) and primal == pytest.approx(r.primal, rel=1e-9)
+
+
+class _CountingComm:
+    """A one-rank communicator that records every collective (name, payload size)."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self):
+        self.calls = []
+
+    def _log(self, name, a):
+        a = np.asarray(a)
+        self.calls.append((name, a.size))
+        return a
+
+    def allreduce_sum(self, a):
+        return np.array(self._log("allreduce", a), dtype=np.float64)
+
+    def allreduce_min(self, a):
+        return np.array(self._log("allreduce", a), dtype=np.float64)
+
+    def allgather(self, a):
+        return [self._log("allgather", a).copy()]
+
+    def gather(self, a):
+        return [self._log("gather", a).copy()]
+
+    def broadcast_object(self, obj):
+        self.calls.append(("broadcast", 0))
+        return obj
+
+
+@pytest.mark.parametrize("pen", ["l1", "group_l1"])
+def test_sharded_softmax_sends_no_rows(pen, monkeypatch):
+    """The sharded softmax subproblem moves sums only: nothing is gathered, and no all-reduce is
+    larger than D^T U (P x C), however many rows there are; the result is the one-process one."""
+    from spikecvx.convex import sharded
+
+    monkeypatch.setattr(sharded, "SOFTMAX_GATHER_MAX_BYTES", 0)
+    rng = np.random.default_rng(1)
+    n, p = 600, 30
+    D = (rng.random((n, p)) < 0.3).astype(np.uint8)
+    y = np.argmax(D[:, :4] @ rng.normal(size=(4, 3)) + 0.5 * rng.normal(size=(n, 3)), axis=1)
+    reg = reg_max(D, y, "softmax", pen) / 8
+    ref = solve(D, y, "softmax", pen, reg=reg, tol=TOL)
+    comm = _CountingComm()
+    res = solve(D, y, "softmax", pen, reg=reg, tol=TOL, distributed=comm)
+    assert res.converged and res.primal == pytest.approx(ref.primal, rel=1e-9)
+    assert np.count_nonzero(res.coef) > 0
+    names = {name for name, _ in comm.calls}
+    assert "gather" not in names
+    assert max(size for name, size in comm.calls if name == "allreduce") <= p * 3
+    # Hessian-vector products: many all-reduces of exactly |ws| x C numbers
+    assert sum(size == p * 3 for name, size in comm.calls if name == "allreduce") > 10
