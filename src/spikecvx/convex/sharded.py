@@ -12,11 +12,17 @@ this module imports no torch. What is summed:
   the small Gram matrix of the dual extrapolation;
 * the working-set subproblem: for the squared loss, its Gram sums (|ws| x (|ws| + C) numbers,
   whatever n is), solved on rank 0; for the logistic loss, proximal Newton on the rank-local rows
-  with each Newton model's Gram sums all-reduced; for softmax and the hinge losses, the rows of
-  the working-set columns merged where they repeat (on each process, then across processes) and
-  gathered on rank 0, which solves the subproblem as one process would and broadcasts the
-  coefficients (and, for the hinge programs, the multipliers): n x |ws| entries per outer
-  iteration at most. docs/design/distributed.md has the numbers.
+  with each Newton model's Gram sums all-reduced; for softmax, proximal Newton on the rank-local
+  rows whose model is never formed: each Hessian-vector product is one all-reduce of |ws| x C
+  numbers (``_newton_hvp``); for the hinge losses (and softmax working sets whose rows take at
+  most ``SOFTMAX_GATHER_MAX_BYTES``), the rows of the working-set columns merged where they repeat
+  (on each process, then across processes) and gathered on rank 0, which solves the subproblem as
+  one process would and broadcasts the coefficients (and, for the hinge programs, the
+  multipliers): n x |ws| entries per outer iteration at most. docs/design/distributed.md has the
+  numbers.
+
+Checks of each process's own arguments run on every process first and are agreed on with one
+all-reduce (``_agree.agree``), so a bad argument on one process raises on all of them at once.
 
 The loss values, the labels' encoding (classes of all processes) and the sample weights
 (normalised by the sum over all processes) are global, so every process returns the same

@@ -230,9 +230,12 @@ def solve(
             this process's rows (possibly none) of one problem, and every process returns the
             solution and certificate of the whole problem (``dual_point``: this process's rows).
             The working-set subproblems all-reduce their Gram sums (squared: one Gram-form
-            model per outer iteration; logistic: proximal Newton on every rank's rows) or, for
-            softmax and the hinge losses, are solved on rank 0 over the gathered rows of their
-            columns (hinge + L1: ``hinge_fast`` per working set, not once for all).
+            model per outer iteration; logistic: proximal Newton on every rank's rows), run
+            proximal Newton on every rank's rows with all-reduced Hessian-vector products
+            (softmax), or, for the hinge losses and small softmax problems, are solved on rank 0
+            over the gathered rows of their columns (hinge + L1: ``hinge_fast`` per working set,
+            not once for all). Input checks agree: when one rank's arguments are bad, every rank
+            raises ValueError (that rank its own error).
 
     Returns:
         ``SolveResult``, whose primal, dual and gap always describe the returned ``coef`` in the
