@@ -75,8 +75,11 @@ SUPPORT_DAMPING = 0.3
 MIN_CURVATURE = 1e-12
 SUPPORT_NEWTON = ("l1", "elastic_net", "group_l1")  # penalties ``_penalty_on_support`` knows
 # A softmax working set is gathered on rank 0 (rows merged, then solved by ``prox_newton``) when its
-# rows over all ranks take at most this many bytes (uint8: rows x |ws|), else solved sharded.
-SOFTMAX_GATHER_MAX_BYTES = 0
+# rows over all ranks take at most this many bytes (rows x |ws|, one byte each), else solved on the
+# rank-local rows. Below it the gathered solve costs about what one process does and fewer bytes
+# than the products (docs/design/distributed.md); above it rank 0's time and memory (a float64
+# copy, 8 times this) grow with n while each rank's share of the products shrinks.
+SOFTMAX_GATHER_MAX_BYTES = 2**26
 # Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
 WS_LP_TOL = 1e-10
 _COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
@@ -207,7 +210,8 @@ class ShardedProblem(Problem):
 
     def ws_rows(self, ws: np.ndarray, compact: bool = False):
         """Merge and gather the working-set rows on rank 0 (the others get Nones); for the squared
-        loss, the Gram form instead (``_gram_rows``)."""
+        loss, the Gram form instead (``_gram_rows``); for the logistic loss and large softmax
+        problems, nothing (``solve_ws`` solves on the rank-local rows)."""
         if self.base.name == "squared":
             self._ws_local = False
             return self._gram_rows(ws)
