@@ -167,7 +167,8 @@ class _CountingComm:
 @pytest.mark.parametrize("pen", ["l1", "group_l1"])
 def test_sharded_softmax_sends_no_rows(pen, monkeypatch):
     """The sharded softmax subproblem moves sums only: nothing is gathered, and no all-reduce is
-    larger than D^T U (P x C), however many rows there are; the result is the one-process one."""
+    larger than twice D^T U (P x C; the gradient and the Hessian's diagonal of a working set of
+    every column), however many rows there are; the result is the one-process one."""
     from spikecvx.convex import sharded
 
     monkeypatch.setattr(sharded, "SOFTMAX_GATHER_MAX_BYTES", 0)
@@ -183,6 +184,6 @@ def test_sharded_softmax_sends_no_rows(pen, monkeypatch):
     assert np.count_nonzero(res.coef) > 0
     names = {name for name, _ in comm.calls}
     assert "gather" not in names
-    assert max(size for name, size in comm.calls if name == "allreduce") <= p * 3
+    assert max(size for name, size in comm.calls if name == "allreduce") <= 2 * p * 3
     # Hessian-vector products: many all-reduces of exactly |ws| x C numbers
     assert sum(size == p * 3 for name, size in comm.calls if name == "allreduce") > 10
