@@ -76,10 +76,11 @@ MIN_CURVATURE = 1e-12
 SUPPORT_NEWTON = ("l1", "elastic_net", "group_l1")  # penalties ``_penalty_on_support`` knows
 # A softmax working set is gathered on rank 0 (rows merged, then solved by ``prox_newton``) when its
 # rows over all ranks take at most this many bytes (rows x |ws|, one byte each), else solved on the
-# rank-local rows. Below it the gathered solve costs about what one process does and fewer bytes
-# than the products (docs/design/distributed.md); above it rank 0's time and memory (a float64
-# copy, 8 times this) grow with n while each rank's share of the products shrinks.
-SOFTMAX_GATHER_MAX_BYTES = 2**26
+# rank-local rows. Measured (docs/design/distributed.md): the sharded subproblem sends about 20
+# all-reduces of |ws| x C float64 per outer iteration (140 KiB for |ws| = 300, C = 3), gathering
+# sends the rows (840 KiB for 5000 rows) and costs rank 0 the whole subproblem; the times were
+# within noise of each other. Gathering saves those round trips only while its rows are small.
+SOFTMAX_GATHER_MAX_BYTES = 2**20
 # Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
 WS_LP_TOL = 1e-10
 _COMMUNICATOR_METHODS = ("allreduce_sum", "allreduce_min", "allgather", "gather", "broadcast_object")
