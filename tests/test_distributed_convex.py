@@ -1,15 +1,20 @@
 """Row-sharded certified solves on 2 and 3 gloo ranks equal the one-process solve on the
 concatenated rows: every loss x penalty, uneven shards, an empty shard, and a rank whose rows all
 repeat other ranks' rows. Softmax runs both ways: its working sets solved on the rank-local rows
-(the default here) and gathered on rank 0."""
+(the default here) and gathered on rank 0. With 2 ranks, a bad argument on one rank first raises
+on both (input checks agree), and the solves that follow show the ranks stayed in step."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from dist_harness import run_ranks
 
+from spikecvx import ParallelSNN, spike_dictionary
 from spikecvx.convex import path, reg_max, solve
+from spikecvx.convex.sharded import prepare_sharded
+from spikecvx.distributed import communicator
 
 N, P = 64, 40
 CASES = [("squared", "l1"), ("squared", "group_l1"), ("squared", "elastic_net"), ("logistic", "l1"),
@@ -48,6 +53,75 @@ def _reg(loss, pen, D, y, sw=None):
     return reg_max(D, y, loss, pen, sample_weight=sw) / 6
 
 
+# ------------------------------------------------ input checks agree across ranks (2 ranks)
+
+def _checks_data():
+    rng = np.random.default_rng(3)
+    D = (rng.random((30, 12)) < 0.4).astype(np.uint8)
+    y = np.where(D[:, 0] + rng.random(30) > 0.9, 1.0, -1.0)
+    return D, y
+
+
+def _net():
+    return ParallelSNN(d_in=3, n_out=2, layers=2, branches=2, width=8, last_width=16, seed=0)
+
+
+def _bad_argument_cases(r):
+    """(name, call): each call passes a bad argument on rank 1 only (of 2)."""
+    D, y = _checks_data()
+    rows = np.arange(0, 14) if r == 0 else np.arange(14, 30)
+    Dr, yr = D[rows], y[rows]
+    bad = r == 1
+    y_cls = (D[rows, 1] + D[rows, 2]).astype(np.float64)
+    X = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(r))
+    return [
+        ("y", lambda: solve(Dr, np.where(yr > 0, 2.0, -1.0) if bad else yr, "logistic", distributed=True)),
+        ("y", lambda: solve(Dr, y_cls + (0.5 if bad else 0.0), "softmax", distributed=True)),
+        ("y", lambda: solve(Dr, yr[:-1] if bad else yr, "logistic", distributed=True)),
+        ("sample_weight", lambda: solve(Dr, yr, "logistic", sample_weight=-np.ones(len(rows)) if bad
+                                        else np.ones(len(rows)), distributed=True)),
+        ("sample_weight", lambda: reg_max(Dr, yr, "logistic", sample_weight=np.ones(3 if bad else len(rows)),
+                                          distributed=True)),
+        ("D", lambda: reg_max(Dr[:, 0] if bad else Dr, yr, "logistic", distributed=True)),
+        ("D", lambda: prepare_sharded(Dr * np.nan if bad else Dr, yr, "logistic", "l1", None,
+                                      communicator(True))),
+        ("loss", lambda: solve(Dr, yr, "logistc" if bad else "logistic", distributed=True)),
+        ("reg", lambda: solve(Dr, yr, "logistic", reg=-1.0 if bad else 0.01, distributed=True)),
+        ("tol", lambda: solve(Dr, yr, "logistic", tol=0.0 if bad else 1e-6, distributed=True)),
+        ("warm_start", lambda: solve(Dr, yr, "logistic", warm_start=np.zeros(5 if bad else 12),
+                                     distributed=True)),
+        ("regs", lambda: path(Dr, yr, "logistic", regs=[0.1, -0.1] if bad else [0.1, 0.05],
+                              distributed=True)),
+        ("n_regs", lambda: path(Dr, yr, "logistic", n_regs=0 if bad else 2, distributed=True)),
+        ("X", lambda: spike_dictionary(_net(), X[0] if bad else X, distributed=True)),
+        ("memory_limit", lambda: spike_dictionary(_net(), X, memory_limit=10 if bad else None,
+                                                  distributed=True)),
+    ]
+
+
+def _check_errors(r):
+    """Every bad-argument case on this rank: (name, exception type or None, message)."""
+    errors = []
+    for name, call in _bad_argument_cases(r):
+        try:
+            call()
+            errors.append((name, None, None))
+        except (ValueError, TypeError) as err:
+            errors.append((name, type(err).__name__, str(err)))
+    return errors
+
+
+def _assert_checks_agree(err0, err1):
+    """A bad argument on rank 1 raised on both ranks: rank 1 its own error naming the argument,
+    rank 0 a ValueError naming rank 1 (the later solves of the same run show the ranks stayed in
+    step)."""
+    assert len(err0) == len(err1) == len(_bad_argument_cases(0))
+    for (name, kind0, msg0), (_, kind1, msg1) in zip(err0, err1):
+        assert kind1 is not None and name in msg1, (name, msg1)
+        assert kind0 == "ValueError", (name, kind0)
+        assert "rank 1 of the process group rejected its input" in msg0, (name, msg0)
+
+
 def _rank_solves(r, w):
     from spikecvx.convex import sharded
 
@@ -55,7 +129,7 @@ def _rank_solves(r, w):
     D, labels, weights = _data()
     rows_all = _rows(w)
     mine = _shards(w)[r]
-    out = {}
+    out = {"checks": _check_errors(r) if w == 2 else None}  # first: the solves below run after them
     for loss, pen in CASES:
         y = labels[loss]
         reg = _reg(loss, pen, D[rows_all], y[rows_all])
@@ -93,6 +167,8 @@ def _rank_solves(r, w):
 @pytest.mark.parametrize("world", [2, 3])
 def test_sharded_solves_equal_the_one_process_solve(world):
     res = run_ranks(_rank_solves, world, timeout=120)
+    if world == 2:
+        _assert_checks_agree(res[0]["checks"], res[1]["checks"])
     D, labels, weights = _data()
     rows = _rows(world)
     Dc = D[rows]
