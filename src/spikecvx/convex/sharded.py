@@ -63,7 +63,8 @@ NEWTON_MIN_DECREASE = 1e-16
 # their stopping rule (relative decrease), conjugate-gradient iterations and damping (relative to
 # the gradient's norm) of the support Newton step: as in ``prox_newton.NEWTON_DAMPING``, the
 # softmax Hessian is singular along "the same shift for every class", where a less damped step
-# runs far and is projected away (1e-3 took about 5 times more products in the benchmark).
+# runs far and is projected away (a damping of 1e-3 takes about 4 times more products;
+# docs/design/distributed.md).
 POWER_ITERS = 6
 POWER_ITERS_WARM = 2
 POWER_SAFETY = 1.1
