@@ -419,10 +419,11 @@ def _model_fista(g, hvp, W, pen, reg, state, tol_abs, max_iter=MODEL_FISTA_MAX_I
     """Approximate minimiser of the proximal-Newton model m(V) = g.(V - W) + 1/2 (V - W).H(V - W)
     + reg pen(V) by FISTA with adaptive restart (O'Donoghue & Candes 2015), one Hessian-vector
     product ``hvp`` (an all-reduce) per iteration. The step is 1 / L with L a power-iteration
-    estimate of the largest eigenvalue of H (``state`` keeps it and its vector between Newton
-    iterations), doubled whenever an unaccelerated step fails to decrease the model. Stops when the
-    model's decrease per iteration falls below ``MODEL_FISTA_RTOL`` of its total decrease (and of
-    ``tol_abs``), or after ``MODEL_FISTA_MAX_ITER`` iterations."""
+    estimate of the largest eigenvalue of H, raised by ``POWER_SAFETY`` (``state`` keeps the
+    eigenvector between Newton iterations, so later estimates take ``POWER_ITERS_WARM`` products),
+    doubled whenever an unaccelerated step fails to decrease the model. Stops when the model's
+    decrease per iteration falls below ``MODEL_FISTA_RTOL`` of its total decrease (plus 1e-3 of
+    ``tol_abs``), or after ``max_iter`` iterations."""
     v = state["v"]
     if v is None:  # deterministic start, not in H's null space (the same shift for every class)
         v = np.random.default_rng(0).standard_normal(g.shape)
