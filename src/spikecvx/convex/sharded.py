@@ -79,7 +79,7 @@ SUPPORT_NEWTON = ("l1", "elastic_net", "group_l1")  # penalties ``_penalty_on_su
 # rows over all ranks take at most this many bytes (rows x |ws|, one byte each), else solved on the
 # rank-local rows. Measured (docs/design/distributed.md): the sharded subproblem sends about 20
 # all-reduces of |ws| x C float64 per outer iteration (140 KiB for |ws| = 300, C = 3), gathering
-# sends the rows (840 KiB for 5000 rows) and costs rank 0 the whole subproblem; the times were
+# sends the rows (840 KiB for 5000 rows) and costs rank 0 the whole subproblem; the times are
 # within noise of each other. Gathering saves those round trips only while its rows are small.
 SOFTMAX_GATHER_MAX_BYTES = 2**20
 # Relative gap to which rank 0 solves a gathered hinge + L1 working set: exact for the outer loop.
