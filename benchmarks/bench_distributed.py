@@ -14,7 +14,10 @@ More ranks than cores oversubscribe the machine: those rows measure communicatio
 correctness, not speed.
 
 Usage:  python benchmarks/bench_distributed.py [--n 20000] [--p 1000] [--ranks 1 2 4]
-            [--losses squared logistic hinge] [--json out.json]
+            [--losses squared logistic softmax hinge] [--json out.json]
+
+Softmax runs twice per rank count: with its working-set rows gathered on rank 0 and with the
+subproblem sharded (``convex.sharded.SOFTMAX_GATHER_MAX_BYTES`` set for each).
 """
 
 from __future__ import annotations
@@ -52,7 +55,16 @@ def problem(n: int, p: int, loss: str, seed: int = 0):
     z = D @ w + rng.normal(size=n)
     if loss == "squared":
         return D, z
+    if loss == "softmax":  # three classes of equal size
+        return D, np.digitize(z, np.quantile(z, [1 / 3, 2 / 3]))
     return D, np.where(z > np.median(z), 1.0, -1.0)
+
+
+def variants(loss: str):
+    """(row label, bytes limit of a gathered softmax working set): softmax runs both ways."""
+    if loss == "softmax":
+        return [("softmax, rows gathered", np.inf), ("softmax, sharded", 0)]
+    return [(loss, None)]
 
 
 def _rank(rank: int, world: int, store_path: str, n: int, p: int, losses, out_q) -> None:
@@ -61,7 +73,7 @@ def _rank(rank: int, world: int, store_path: str, n: int, p: int, losses, out_q)
     import torch.distributed as dist
 
     from spikecvx import ParallelSNN, spike_dictionary
-    from spikecvx.convex import reg_max, solve
+    from spikecvx.convex import reg_max, sharded, solve
     from spikecvx.distributed import communicator, shard_range
 
     torch.set_num_threads(1)
@@ -75,13 +87,16 @@ def _rank(rank: int, world: int, store_path: str, n: int, p: int, losses, out_q)
     for loss in losses:
         D, y = problem(n, p, loss)
         reg = reg_max(D[a:b], y[a:b], loss, distributed=comm) / REG_FRACTION
-        comm.barrier()
-        comm.bytes_sent = 0
-        t0 = time.perf_counter()
-        res = solve(D[a:b], y[a:b], loss, "l1", reg=reg, tol=1e-6, distributed=comm)
-        seconds = time.perf_counter() - t0
-        rows[loss] = dict(seconds=seconds, n_iter=res.n_iter, bytes=comm.bytes_sent, primal=res.primal,
-                          gap=res.gap, nnz=res.n_nonzero_rows)
+        for label, limit in variants(loss):
+            if limit is not None:
+                sharded.SOFTMAX_GATHER_MAX_BYTES = limit
+            comm.barrier()
+            comm.bytes_sent = 0
+            t0 = time.perf_counter()
+            res = solve(D[a:b], y[a:b], loss, "l1", reg=reg, tol=1e-6, distributed=comm)
+            seconds = time.perf_counter() - t0
+            rows[label] = dict(seconds=seconds, n_iter=res.n_iter, bytes=comm.bytes_sent,
+                               primal=res.primal, gap=res.gap, nnz=res.n_nonzero_rows)
     # a de-duplicated dictionary of 4 * n / 10 samples x 2048 neurons, rows sharded
     net = ParallelSNN(d_in=16, n_out=2, layers=2, branches=2, width=256, last_width=2048, seed=0)
     X = torch.randn(4 * n // 10, 8, 16, generator=torch.Generator().manual_seed(1))
@@ -136,7 +151,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20000)
     ap.add_argument("--p", type=int, default=1000)
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--losses", nargs="+", default=["squared", "logistic", "hinge"])
+    ap.add_argument("--losses", nargs="+", default=["squared", "logistic", "softmax", "hinge"])
     ap.add_argument("--json", default=None, help="also write the measurements here")
     args = ap.parse_args()
     threadpool_limits(1)
@@ -151,12 +166,14 @@ def main() -> None:
     for loss in args.losses:
         r = ref[loss]
         print(f"| {loss} + l1 | plain | {r['seconds']:.2f} | 1.00 | {r['n_iter']} | - | - |")
-        for k, rows in runs.items():
-            x = rows[loss]
-            diff = abs(x["primal"] - r["primal"]) / max(1.0, abs(r["primal"]))
-            note = " (oversubscribed)" if k > cores else ""
-            print(f"| {loss} + l1 | {k}{note} | {x['seconds']:.2f} | {x['seconds'] / r['seconds']:.2f} | "
-                  f"{x['n_iter']} | {x['bytes'] / x['n_iter'] / 1024:.1f} | {diff:.1e} |")
+        for label, _ in variants(loss):
+            for k, rows in runs.items():
+                x = rows[label]
+                diff = abs(x["primal"] - r["primal"]) / max(1.0, abs(r["primal"]))
+                note = " (oversubscribed)" if k > cores else ""
+                ratio = x["seconds"] / r["seconds"]
+                print(f"| {label} + l1 | {k}{note} | {x['seconds']:.2f} | {ratio:.2f} | {x['n_iter']} | "
+                      f"{x['bytes'] / x['n_iter'] / 1024:.1f} | {diff:.1e} |")
     for k, rows in runs.items():
         x = rows["dictionary"]
         print(f"| dictionary {4 * args.n // 10} x 2048, dedup | {k} | {x['seconds']:.2f} | - | - | "

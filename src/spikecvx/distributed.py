@@ -7,7 +7,10 @@ process), ``True`` (the default process group, which must be initialised) or a
 never imports torch: it only calls ``allreduce_sum`` and friends on the object it is given.
 
 A collective that fails (a peer stopped, or the group's timeout ran out) raises
-``DistributedError`` naming the rank and the collective. A rank that raises stops the others
+``DistributedError`` naming the rank and the collective. The input checks of the distributed
+entry points (``spike_dictionary``, ``convex.solve`` / ``path`` / ``reg_max``) agree across
+ranks (``spikecvx._agree.agree``): a bad argument on one rank raises ValueError on every rank
+at once, and the group stays usable. Any other error on one rank stops the others
 once it destroys its process group, as the CLI does on every error; a program that calls the
 library on its own ranks must do the same (``torch.distributed.destroy_process_group()`` in a
 ``finally``), or the other ranks wait for the group's timeout.

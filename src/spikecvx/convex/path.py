@@ -37,6 +37,17 @@ def _check_min_ratio(min_ratio) -> float:
     return min_ratio
 
 
+def _check_regs(regs) -> np.ndarray:
+    """``regs`` as a float64 array sorted in decreasing order, checked."""
+    check_real_array("regs", regs)
+    regs = np.asarray(regs, dtype=np.float64)
+    if regs.ndim != 1 or regs.size == 0:
+        raise ValueError(f"regs must be a non-empty 1-D sequence, got shape {regs.shape}")
+    if np.any(regs <= 0):
+        raise ValueError(f"regs must all be > 0, got {regs.min()!r}")
+    return np.sort(regs)[::-1]
+
+
 def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Sequence[float] | None = None,
          n_regs: int = N_REGS, min_ratio: float = 1e-3, progress: bool = False, *,
          tol: float = 1e-6, max_iter: int = 50, device: str | None = None, verbose: bool = False,
@@ -57,31 +68,30 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
     ``distributed``: as in ``solve`` (D, y, sample_weight are this process's rows); early
     stopping then follows rank 0's validation score, so every process stops at the same value.
     """
-    check_bool("progress", progress)
-    n_regs = check_int("n_regs", n_regs)
-    min_ratio = _check_min_ratio(min_ratio)
-    tol, max_iter = check_solve_options(tol, max_iter, device, verbose)
+    def check_options():  # sharded: every rank raises when one rank's options fail
+        check_bool("progress", progress)
+        out = (check_int("n_regs", n_regs), _check_min_ratio(min_ratio),
+               *check_solve_options(tol, max_iter, device, verbose))
+        if patience is not None:
+            check_int("patience", patience)
+            if D_val is None or y_val is None:
+                raise ValueError("patience needs validation data: pass D_val and y_val")
+            if score is not None and not callable(score):
+                raise TypeError(f"score must be callable (result, D_val, y_val) -> float, "
+                                f"got {type(score).__name__}")
+        elif D_val is not None or y_val is not None:
+            raise ValueError("D_val and y_val are used for early stopping only: pass patience as well")
+        return out + (None if regs is None else _check_regs(regs),)
+
+    options = []
+    problem = prepare_any(D, y, loss, penalty, sample_weight, distributed,
+                          checks=lambda: options.extend(check_options()))
+    n_regs, min_ratio, tol, max_iter, regs = options
     if patience is not None:
         patience = check_int("patience", patience)
-        if D_val is None or y_val is None:
-            raise ValueError("patience needs validation data: pass D_val and y_val")
         score = validation_score if score is None else score
-        if not callable(score):
-            raise TypeError(f"score must be callable (result, D_val, y_val) -> float, "
-                            f"got {type(score).__name__}")
-    elif D_val is not None or y_val is not None:
-        raise ValueError("D_val and y_val are used for early stopping only: pass patience as well")
-    problem = prepare_any(D, y, loss, penalty, sample_weight, distributed)
     if regs is None:
         regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio, sample_weight, distributed)
-    else:
-        check_real_array("regs", regs)
-        regs = np.asarray(regs, dtype=np.float64)
-        if regs.ndim != 1 or regs.size == 0:
-            raise ValueError(f"regs must be a non-empty 1-D sequence, got shape {regs.shape}")
-        if np.any(regs <= 0):
-            raise ValueError(f"regs must all be > 0, got {regs.min()!r}")
-        regs = np.sort(regs)[::-1]
     results = []
     W = np.zeros((problem.M.p, problem.Y.shape[1]))
     best, since_best = -np.inf, 0

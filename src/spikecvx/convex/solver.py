@@ -126,6 +126,11 @@ class Problem:
         """Multipliers of the subproblem's rows as multipliers of the rows of ``Mr``."""
         return alpha
 
+    def agree(self, check, *args):
+        """``check(*args)``: argument checks after ``prepare`` (a sharded problem makes every rank
+        raise when one rank's check does)."""
+        return check(*args)
+
 
 def prepare(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None,
             merge: bool = True) -> Problem:
@@ -145,15 +150,18 @@ def prepare(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_w
                    fit.weighted(red.weights), fit.weighted(red.weights, a), a)
 
 
-def prepare_any(D, y, loss, penalty, sample_weight, distributed) -> Problem:
+def prepare_any(D, y, loss, penalty, sample_weight, distributed, checks=None) -> Problem:
     """``prepare`` in one process, ``sharded.prepare_sharded`` when ``distributed`` names a
-    communicator or process group."""
+    communicator or process group; ``checks()`` (the caller's argument checks) runs first, and in
+    a sharded problem every rank raises when one rank's checks fail."""
     from .sharded import communicator_of, prepare_sharded
 
     comm = communicator_of(distributed)
     if comm is None:
+        if checks is not None:
+            checks()
         return prepare(D, y, loss, penalty, sample_weight)
-    return prepare_sharded(D, y, loss, penalty, sample_weight, comm)
+    return prepare_sharded(D, y, loss, penalty, sample_weight, comm, checks)
 
 
 def reg_max(D, y, loss: str = "squared", penalty: str | Penalty = "l1", sample_weight=None,
@@ -229,9 +237,12 @@ def solve(
             this process's rows (possibly none) of one problem, and every process returns the
             solution and certificate of the whole problem (``dual_point``: this process's rows).
             The working-set subproblems all-reduce their Gram sums (squared: one Gram-form
-            model per outer iteration; logistic: proximal Newton on every rank's rows) or, for
-            softmax and the hinge losses, are solved on rank 0 over the gathered rows of their
-            columns (hinge + L1: ``hinge_fast`` per working set, not once for all).
+            model per outer iteration; logistic: proximal Newton on every rank's rows), run
+            proximal Newton on every rank's rows with all-reduced Hessian-vector products
+            (softmax), or, for the hinge losses and small softmax problems, are solved on rank 0
+            over the gathered rows of their columns (hinge + L1: ``hinge_fast`` per working set,
+            not once for all). Input checks agree: when one rank's arguments are bad, every rank
+            raises ValueError (that rank its own error).
 
     Returns:
         ``SolveResult``, whose primal, dual and gap always describe the returned ``coef`` in the
@@ -244,9 +255,9 @@ def solve(
     """
     t0 = time.perf_counter()
     problem = prepare_any(D, y, loss, penalty, sample_weight, distributed)
-    reg = check_positive("reg", reg)
-    tol, max_iter = check_solve_options(tol, max_iter, device, verbose)
-    W = _initial_coef(warm_start, problem.M.p, problem.Y.shape[1])
+    reg, (tol, max_iter), W = problem.agree(lambda: (
+        check_positive("reg", reg), check_solve_options(tol, max_iter, device, verbose),
+        _initial_coef(warm_start, problem.M.p, problem.Y.shape[1])))
     res = solve_problem(problem, reg, tol, max_iter, W, verbose)
     res.time = time.perf_counter() - t0
     warn_if_not_converged(res, stacklevel=3)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._agree import agree
 from .._validation import check_bool, check_int
 from ..snn import ParallelSNN
 
@@ -194,38 +195,43 @@ def spike_dictionary(
     Each pass is ``net.write_features``: on the CPU it writes the binary features straight into
     the uint8 dictionary.
     """
-    if not isinstance(net, ParallelSNN):
-        raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
-    if batch_size is not None:
-        check_int("batch_size", batch_size)
-    if time_chunk is not None:
-        check_int("time_chunk", time_chunk)
-    if memory_limit is not None:
-        check_int("memory_limit", memory_limit)
-    check_bool("dedup", dedup)
-    check_bool("progress", progress)
     comm = None
     if distributed is not None and distributed is not False:
         from ..distributed import communicator
 
         comm = communicator(distributed)
-    x = net.check_input(X, time_dim, name="X")  # checks shape, dtype and values; converts
+
+    def check():  # this rank's arguments; with ``distributed`` every rank raises when one does
+        if not isinstance(net, ParallelSNN):
+            raise TypeError(f"net must be a ParallelSNN, got {type(net).__name__}")
+        for name, value in (("batch_size", batch_size), ("time_chunk", time_chunk),
+                            ("memory_limit", memory_limit)):
+            if value is not None:
+                check_int(name, value)
+        check_bool("dedup", dedup)
+        check_bool("progress", progress)
+        x = net.check_input(X, time_dim, name="X")  # checks shape, dtype and values; converts
+        N, T, _ = x.shape
+        if comm is None and N == 0:
+            raise ValueError(f"X must hold at least one sample, got shape {tuple(np.shape(X))}")
+        bs, tc = plan_passes(net, max(N, 1), T, batch_size, time_chunk)
+        need = estimate_bytes(net, N, tc, bs)
+        if memory_limit is not None and need > memory_limit:
+            raise ValueError(
+                f"memory_limit={memory_limit} bytes is below the {need} bytes this dictionary needs "
+                f"({N * (T if net.readout_at == 'every' else 1)} x {net.last_width} uint8 plus one "
+                f"pass); lower batch_size or raise it"
+            )
+        return x, bs, tc
+
+    x, bs, tc = check() if comm is None else agree(comm, check)
     N, T, _ = x.shape
     if comm is not None:
         comm.check_same("the witness network (net)", _fingerprint(net))
         comm.check_same("the number of time steps of X", [T])
         if comm.sum_scalar(N) == 0:
             raise ValueError("X must hold at least one sample on some rank, but every rank's X is empty")
-    elif N == 0:
-        raise ValueError(f"X must hold at least one sample, got shape {tuple(np.shape(X))}")
     steps = T if net.readout_at == "every" else 1
-    bs, tc = plan_passes(net, max(N, 1), T, batch_size, time_chunk)
-    need = estimate_bytes(net, N, tc, bs)
-    if memory_limit is not None and need > memory_limit:
-        raise ValueError(
-            f"memory_limit={memory_limit} bytes is below the {need} bytes this dictionary needs "
-            f"({N * steps} x {net.last_width} uint8 plus one pass); lower batch_size or raise it"
-        )
     out = np.empty((N * steps, net.last_width), dtype=np.uint8)
     bar = tqdm(total=N, desc="dictionary", unit="sample", disable=not progress)
     for a in range(0, N, bs):
