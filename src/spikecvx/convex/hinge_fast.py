@@ -33,16 +33,26 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._validation import check_int, check_positive, check_real_array
 from .hinge_programs import lp_scale
+from .hinge_vertex import identify_ipm
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
 _IPM_MIN_COLUMNS = 500  # a cold start with at least this many (and half of all) columns violated uses the IPM
+# dual simplex pivots per output and value, from a kept basis, before the vertex is identified by
+# the dense interior point method instead (``hinge_vertex``); the simplex resumes if that fails
+WARM_PIVOTS = 1000
+WARM_PIVOTS_AFTER_VERTEX = 100
+# a vertex from ``hinge_vertex`` is accepted when its relative gap over the distinct rows is at most
+# this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 on the benchmarks)
+VERTEX_ACCEPT = 1e-11
+# the dense identifier holds the distinct rows x all columns in float64: at most this many entries
+VERTEX_MAX_ENTRIES = 2**25
 
 
 def _new_highs():
@@ -79,6 +89,7 @@ class HingeState:
     inverse: np.ndarray  # the pair of each row
     s: np.ndarray  # weight of each pair: merged counts / sum(counts)
     Du: DesignMatrix  # the distinct rows, in D's own dtype
+    log: list = field(default_factory=list)  # per output and call: (route, simplex pivots, IPM iterations)
 
 
 def _fingerprint(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray) -> tuple:
@@ -208,46 +219,76 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     rounds = pivots = 0
     output_rounds = []
     G_all = Du.rmatmul(Yu * s[:, None])  # D^T (y s): the dual constraint at alpha = 1
+    accept = min(tol, VERTEX_ACCEPT)
+    dense_ok = len(first) * M.p <= VERTEX_MAX_ENTRIES
     for c in range(C):
         lp = state.lps[c]
         if lp is None:
             lp = state.lps[c] = _DualLP(Du, Yu[:, c], s)
         if lp.reg != reg:
             lp.set_reg(reg)
-        method = "simplex"
+        method, found, budget, used, ipm_its = "simplex", None, None, 0, 0
         if not lp.cols:  # seed: the warm start's support and the columns most violated at W = 0
             g = np.abs(G_all[:, c])
             violated = np.flatnonzero(g > reg)
             if len(violated) >= max(_IPM_MIN_COLUMNS, M.p // 2):
-                # most columns would enter: one interior-point solve (with crossover, for a basis) on
-                # every column costs less than generating them (docs/design/hinge.md) and needs no
-                # second round
+                # most columns would enter: the vertex is identified by the dense interior point
+                # method (hinge_vertex) or, failing that, HiGHS's interior point method with
+                # crossover solves once on every column (docs/design/hinge.md)
+                found = _identify(Du, Yu[:, c], s, reg, accept, lp) if dense_ok else None
+                ipm_its += found[2] if found else 0
                 seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
             else:
                 top = np.argsort(-g)[: min(M.p, 100)]
                 seed = set(top[g[top] > reg].tolist())
             if warm_start is not None:
                 seed |= set(np.flatnonzero(warm_start[:, c]).tolist())
-            lp.add(sorted(seed))
-        for r in range(max_rounds):
-            rounds += 1
-            w_lp, a, piv = lp.run(method if r == 0 else "simplex")
-            pivots += piv
-            corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])  # |D^T U| / scale
-            viol = corr - reg
-            viol[lp.cols] = -np.inf
-            bad = np.flatnonzero(viol > 1e-9 * reg)
-            if len(bad) == 0 or r == max_rounds - 1:
-                break
-            # the most violated first; in the second half of the rounds every violated column, so
-            # that the rounds suffice (column generation with everything at once, as the
-            # working-set solver does)
-            if len(bad) > max_add and 2 * (r + 1) < max_rounds:
-                bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
-            lp.add(np.sort(bad))
+            if found is None or found[0] is None:
+                lp.add(sorted(seed))
+        elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots (fewer after a
+            # value that needed the vertex: the path is in its moving part)
+            budget = WARM_PIVOTS if lp.routed is None else WARM_PIVOTS_AFTER_VERTEX
+        r = 0
+        if found is not None and found[0] is not None:
+            W[:, c], a, corr = found[0], found[1], None
+            state.log.append(("vertex", 0, ipm_its))
+        else:
+            for r in range(max_rounds):
+                rounds += 1
+                w_lp, a, piv, limited = lp.run(method if r == 0 else "simplex",
+                                               None if budget is None else budget - used)
+                pivots += piv
+                used += piv
+                if limited:
+                    budget = None  # from here on the simplex runs to the end if the vertex fails
+                    found = _identify(Du, Yu[:, c], s, reg, accept, lp)
+                    ipm_its += found[2]
+                    if found[0] is not None:
+                        break
+                    w_lp, a, piv, _ = lp.run("simplex")
+                    pivots += piv
+                    used += piv
+                corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])  # |D^T U| / scale
+                viol = corr - reg
+                viol[lp.cols] = -np.inf
+                bad = np.flatnonzero(viol > 1e-9 * reg)
+                if len(bad) == 0 or r == max_rounds - 1:
+                    break
+                # the most violated first; in the second half of the rounds every violated column, so
+                # that the rounds suffice (column generation with everything at once, as the
+                # working-set solver does)
+                if len(bad) > max_add and 2 * (r + 1) < max_rounds:
+                    bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
+                lp.add(np.sort(bad))
+            if found is not None and found[0] is not None:
+                W[:, c], a = found[0], found[1]
+                state.log.append(("simplex+vertex", used, ipm_its))
+            else:
+                W[lp.cols, c] = w_lp
+                W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
+                state.log.append(("simplex", used, ipm_its))
+                lp.routed = None
         output_rounds.append(r + 1)
-        W[lp.cols, c] = w_lp
-        W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
         alpha_u[:, c] = a
 
     alpha = alpha_u[inverse]
@@ -256,6 +297,18 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 pivots=pivots, time=time.perf_counter() - t0, state=state,
                 working_set=[len(lp.cols) for lp in state.lps])
     return W, alpha, info
+
+
+def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
+    """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, iterations), w None when it did not
+    certify. A certified vertex becomes the LP's basis, for the simplex's warm start at the next
+    value of a path."""
+    found = identify_ipm(Du, y, s, reg, accept)
+    lp.routed = found.ok or None
+    if not found.ok:
+        return None, None, found.iterations
+    lp.set_vertex(*found.pattern)
+    return found.w, found.alpha, found.iterations
 
 
 def _polish(Du: DesignMatrix, y, s, a, w, reg, top, rel: float = 1e-12) -> np.ndarray:
@@ -306,6 +359,7 @@ class _DualLP:
         import highspy
 
         self.Du, self.cols, self.reg = Du, [], None
+        self.routed = None  # True when the last value's vertex came from ``hinge_vertex``
         self.k = 1.0 / s.max()
         self.sy = s * self.k * y
         self.n = len(y)
@@ -358,24 +412,59 @@ class _DualLP:
             b = reg * self.k
             self.highs.changeRowsBounds(m, np.arange(1, m + 1, dtype=np.int32), np.full(m, -b), np.full(m, b))
 
-    def run(self, method: str = "simplex"):
+    def set_vertex(self, S, sign, M, L) -> None:
+        """Make the basis of the vertex with support S (signs ``sign``), margin rows M (alpha
+        basic) and rows L at alpha = 1 the LP's basis: the dual constraints of S are active, at
+        the bound of their sign. Adds the constraints of S that the LP lacks. If HiGHS refuses
+        the basis, the LP keeps the one it had."""
+        import highspy
+
+        have = set(self.cols)
+        self.add(sorted(int(j) for j in S if int(j) not in have))
+        pos = {j: r + 1 for r, j in enumerate(self.cols)}
+        B = highspy.HighsBasisStatus
+        col = np.full(self.n + 1, int(B.kLower))
+        col[np.asarray(L, dtype=np.int64)] = int(B.kUpper)
+        col[np.asarray(M, dtype=np.int64)] = int(B.kBasic)
+        col[self.n] = int(B.kBasic)  # q, free
+        row = np.full(len(self.cols) + 1, int(B.kBasic))
+        row[0] = int(B.kLower)  # the q equality
+        for j, sg in zip(S, sign):
+            row[pos[int(j)]] = int(B.kUpper if sg > 0 else B.kLower)
+        basis = highspy.HighsBasis()
+        basis.col_status = [B(int(v)) for v in col]
+        basis.row_status = [B(int(v)) for v in row]
+        basis.valid = True
+        self.highs.setBasis(basis)
+
+    def run(self, method: str = "simplex", limit: int | None = None):
         """Solve (dual simplex, from the kept basis when there is one, or the interior point method with
-        crossover); returns (w for self.cols, alpha, simplex pivots)."""
+        crossover); returns (w for self.cols, alpha, simplex pivots, whether ``limit`` pivots
+        stopped the simplex first)."""
         h = self.highs
         h.setOptionValue("solver", method)
         h.setOptionValue("run_crossover", "on")
         h.setOptionValue("simplex_strategy", 1)
-        sol = _solve(h)
+        h.setOptionValue("simplex_iteration_limit", 2**31 - 1 if limit is None else max(1, int(limit)))
+        sol = _solve(h, limit is not None)
         a = np.clip(np.asarray(sol.col_value)[: self.n], 0.0, 1.0)
         w = -np.asarray(sol.row_dual)[1:]
-        return w, a, int(h.getInfo().simplex_iteration_count)
+        limited = h.getModelStatus() != _optimal()
+        return w, a, int(h.getInfo().simplex_iteration_count), limited
 
 
-def _solve(h):
+def _optimal():
+    import highspy
+
+    return highspy.HighsModelStatus.kOptimal
+
+
+def _solve(h, limited: bool = False):
     import highspy
 
     h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(h.getModelStatus())}")
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal and not (
+            limited and status == highspy.HighsModelStatus.kIterationLimit):
+        raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(status)}")
     return h.getSolution()
-

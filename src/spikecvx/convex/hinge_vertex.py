@@ -1,58 +1,55 @@
-"""The optimal vertex of hinge + L1, identified by a smoothed hinge instead of pivoted to.
+"""The optimal vertex of hinge + L1, identified by an interior point method instead of pivoted to.
 
-For one output over distinct rows (weights s, labels y, A = y * X), the LP
+For one output over distinct rows (weights s summing to 1, labels y, A = y * X), the LP
 
     min_w  sum_i s_i max(0, 1 - A_i w) + reg * ||w||_1
 
 has a vertex solution fixed by its support S (with signs) and its margin rows M (A_i w = 1);
-given S and M it is two dense solves: the margin equations A_MS w_S = 1 and the support
-equations A_MS^T (s alpha)_M = reg sign(w_S) - A_LS^T s_L (L: the rows inside the margin, alpha
-= 1). Finding S and M is the whole cost of an LP solver on dense columns (thousands of pivots).
+given S and M it is two dense solves with one LU factorisation: the margin equations
+A_MS w_S = 1 and the support equations A_MS^T (s alpha)_M = reg sign(w_S) - A_LS^T s_L (L: the
+rows inside the margin, alpha = 1). On dense columns an LP solver's cost is finding S and M
+(thousands of simplex pivots, or a crossover after its interior point method).
 
-Here S and M come from the Huber-smoothed hinge h_d(t) = t^2 / (2 d) on 0 < t < d (t = 1 - A_i w),
-t - d / 2 beyond, minimised with L1 by an active-set Newton method: on a sign pattern of w and a
-zone pattern of the rows the objective is quadratic, the Newton step is one dense Cholesky of
-A_QF^T diag(s_Q / d) A_QF (Q: the rows of the quadratic zone, F: the free coefficients), and an
-exact line search along the step (the objective is piecewise quadratic in the step length) finds
-the next pattern. Its alpha_i = clip(t_i / d, 0, 1) are the hinge multipliers of the smoothed
-problem, and as d decreases its Q rows and support become M and S. Each d ends with an attempt at
-the vertex; the vertex is accepted only if the certificate over every row and column (float64,
-``hinge_fast.certificate``'s formula) is tight, otherwise the caller falls back to the LP, handed
-the basis this identification suggests (``basis_hint``).
+``identify_ipm`` finds them with a dense primal-dual interior point method (Mehrotra's
+predictor-corrector, one Cholesky factorisation of a normal matrix per iteration, float64 BLAS):
+once its gap is small each iterate names a candidate pattern (a coefficient is in S when its
+value exceeds its dual slack; a row is in M when both its slacks are below their duals), the
+vertex of that pattern is built (``vertex``) and its duality gap is computed over every row and
+column in float64 with the certificate's formula. The first vertex whose gap is at most
+``accept`` is returned, so the method never needs to converge to full accuracy, and a wrong
+pattern costs one more iteration, never a wrong answer. ``hinge_fast`` falls back to its LP when
+no vertex certifies, and hands the identified basis to the LP for the next value of a path.
+Measurements: docs/design/hinge.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 
 from .matrix import DesignMatrix
 
-DELTAS_COLD = (0.5, 0.1, 1e-2, 1e-3, 1e-4, 1e-5)  # smoothing widths from a cold start
-DELTAS_WARM = (1e-2, 1e-3, 1e-4, 1e-5)  # ... and from the previous value of a path
-MAX_NEWTON = 60  # Newton steps per width
-MAX_ENTER = 30  # most coefficients entering the free set per step
-DEBUG = False
-RIDGE = 1e-6
-REFINE = 2  # iterative refinement steps per Newton system
-ATTEMPT_GAP = 1e-3  # relative gap below which each new pattern's vertex is tried
+ATTEMPT_GAP = 1e-3  # relative gap of the interior point iterate below which vertices are tried
+REFINE = 4  # iterative refinement steps per Newton system
+SOLVE_TOL = 1e-8  # relative residual a Newton system's solution must reach
+DROP = 1e-10  # row-space normal matrices leave out the columns with thw below this (relative)
 
 
 @dataclass
 class Identified:
-    """Outcome of ``identify``: the vertex (w, alpha) and its certificate when found (``ok``),
-    else the last smoothed point; counts of the work done."""
+    """Outcome of ``identify_ipm``: the certified vertex (w, alpha, its relative gap over the
+    distinct rows and its pattern (S, sign, M, L)) when ``ok``; the work done either way."""
 
     w: np.ndarray
     alpha: np.ndarray
     ok: bool
     rel_gap: float = np.inf
-    newton: int = 0
-    products: int = 0
-    widths: list = field(default_factory=list)
-    pattern: tuple | None = None  # (S, sign, M, L) of the certified vertex
+    iterations: int = 0
+    attempts: int = 0
+    pattern: tuple | None = None
 
 
 class _Columns:
@@ -74,42 +71,18 @@ class _Columns:
         return self.A[:, [self.pos[int(j)] for j in js]]
 
 
-def _line_search(t, b, s, delta, lin, tmax):
-    """argmin over tau in [0, tmax] of sum_i s_i h_d(t_i - tau b_i) + tau lin (convex, piecewise
-    quadratic): the root of its derivative, bracketed between sorted breakpoints."""
-
-    def slope(tau):
-        return lin - float(s @ (b * np.clip((t - tau * b) / delta, 0.0, 1.0)))
-
-    if slope(0.0) >= 0:
-        return 0.0
-    nz = b != 0
-    bp = np.concatenate([t[nz] / b[nz], (t[nz] - delta) / b[nz]])
-    bp = np.unique(bp[(bp > 0) & (bp < tmax)])
-    bp = np.append(bp, tmax) if np.isfinite(tmax) else bp
-    lo, hi = 0, len(bp) - 1  # find the first breakpoint with slope >= 0
-    if hi < 0 or slope(bp[hi]) < 0:
-        if np.isfinite(tmax):
-            return tmax
-        # beyond the last breakpoint the slope is constant: no finite minimiser unless it is >= 0
-        a = bp[hi] if hi >= 0 else 0.0
-        sa, sb = slope(a), slope(a + 1.0)
-        return a + 1.0 if sb <= sa else a + (-sa) / (sb - sa)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if slope(bp[mid]) >= 0:
-            hi = mid
-        else:
-            lo = mid + 1
-    right = bp[lo]
-    left = bp[lo - 1] if lo > 0 else 0.0
-    sl, sr = slope(left), slope(right)
-    return right if sr == sl else left + (right - left) * (-sl) / (sr - sl)  # slope is linear between
-
-
-def _smoothed(t, s, delta):
-    """sum_i s_i h_d(t_i), the smoothed hinge."""
-    return float(s @ np.where(t >= delta, t - delta / 2, np.where(t > 0, t * t / (2 * delta), 0.0)))
+def _cholesky(K):
+    """Cholesky factor of a symmetric positive semi-definite K, with the smallest diagonal shift
+    (relative 1e-14, 1e-12, ...) that lets it through: the normal matrices of an interior point
+    method lose rank near the optimum."""
+    shift = 1e-14 * float(np.abs(np.diag(K)).max())
+    for _ in range(6):
+        try:
+            return sla.cho_factor(K, check_finite=False)
+        except np.linalg.LinAlgError:
+            K[np.diag_indices_from(K)] += shift
+            shift *= 100
+    raise np.linalg.LinAlgError("normal matrix not positive definite")
 
 
 def _gap(Du, y, s, w_idx, w_val, alpha, reg, cols: _Columns):
@@ -129,12 +102,11 @@ def vertex(Du, y, s, reg, S, sign, M, L, cols: _Columns):
     A_MS = cols.get(S)[M]
     rhs = reg * sign - cols.get(S)[L].T @ s[L]
     if len(M) == len(S):
-        try:
+        with warnings.catch_warnings():  # a singular A_MS gives non-finite values, refused below
+            warnings.simplefilter("ignore", sla.LinAlgWarning)
             lu = sla.lu_factor(A_MS, check_finite=False)
             w_S = sla.lu_solve(lu, np.ones(len(M)), check_finite=False)
             v = sla.lu_solve(lu, rhs, trans=1, check_finite=False)
-        except (np.linalg.LinAlgError, ValueError):
-            return None
     else:
         w_S = np.linalg.lstsq(A_MS, np.ones(len(M)), rcond=None)[0]
         v = np.linalg.lstsq(A_MS.T, rhs, rcond=None)[0]
@@ -146,280 +118,178 @@ def vertex(Du, y, s, reg, S, sign, M, L, cols: _Columns):
     return w_S, alpha
 
 
-def identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, w0: np.ndarray | None,
-             accept: float, deltas=None) -> Identified:
-    """Smoothed-hinge active-set Newton for one output, decreasing width, a vertex attempt after
-    each width; ``ok`` when a vertex certifies to rel. gap <= ``accept``. w0: a warm start (p,)."""
-    p = Du.p
-    cols = _Columns(Du, y)
-    w = np.zeros(p) if w0 is None else np.asarray(w0, dtype=np.float64).copy()
-    if deltas is None:
-        deltas = DELTAS_COLD if w0 is None or not w0.any() else DELTAS_WARM
-    out = Identified(w, np.zeros(len(y)), False)
-    sy = s * y
-    for delta in deltas:
-        out.widths.append(delta)
-        for _ in range(MAX_NEWTON):
-            F = np.flatnonzero(w)
-            m = cols.get(F) @ w[F] if len(F) else np.zeros(len(y))
-            t = 1.0 - m
-            alpha = np.clip(t / delta, 0.0, 1.0)
-            g = Du.rmatmul((sy * alpha)[:, None])[:, 0]  # = -gradient of the smooth part
-            out.products += 1
-            viol = np.abs(g) - reg
-            viol[F] = -np.inf
-            enter = np.flatnonzero(viol > 1e-12 * reg)
-            if len(enter) > MAX_ENTER:
-                enter = enter[np.argpartition(-viol[enter], MAX_ENTER - 1)[:MAX_ENTER]]
-            res_S = np.abs(g[F] - reg * np.sign(w[F])).max() if len(F) else 0.0
-            if not len(enter) and res_S <= 1e-11 * reg:
-                break
-            free = np.concatenate([F, enter])
-            sigma = np.concatenate([np.sign(w[F]), np.sign(g[enter])])
-            A = cols.get(free)
-            Q = np.flatnonzero((t > 0) & (t < delta))
-            AQ = A[Q] * np.sqrt(s[Q] / delta)[:, None]
-            H = AQ.T @ AQ
-            grad = reg * sigma - g[free]
-            mu = RIDGE * max(float(np.trace(H)) / len(free), 1e-300) + 1e-14
-            H[np.diag_indices_from(H)] += mu
-            try:
-                d = -sla.cho_solve(sla.cho_factor(H, check_finite=False), grad, check_finite=False)
-            except np.linalg.LinAlgError:
-                d = -grad
-            if grad @ d >= 0:
-                d = -grad
-            out.newton += 1
-            wf = w[free]
-            shrink = sigma * d < 0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                hits = np.where(shrink & (wf != 0), -wf / d, np.inf)
-            tmax = float(hits.min()) if len(hits) else np.inf
-            b = A @ d
-            lin = reg * float(sigma @ d)
-            # the step to the minimum along d with the L1 term linear on this orthant, then the
-            # coefficients that crossed zero projected onto it (kept if the objective decreases),
-            # else the step to the first coefficient reaching zero
-            tau = _line_search(t, b, s, delta, lin, np.inf)
-            f0 = _smoothed(t, s, delta) + reg * float(np.abs(wf).sum())
-            cand = None
-            if tau > tmax:  # projected steps, halved until the objective decreases
-                step = tau
-                for _ in range(40):
-                    c = wf + step * d
-                    c[np.sign(c) != sigma] = 0.0
-                    fc = _smoothed(1.0 - A @ c, s, delta) + reg * float(np.abs(c).sum())
-                    if fc < f0 - 1e-15 * abs(f0):
-                        cand, tau = c, step
-                        break
-                    step *= 0.5
-                    if step <= tmax:
-                        break
-            if cand is None:
-                tau = _line_search(t, b, s, delta, lin, tmax)
-                cand = wf + tau * d
-                if tau == tmax:
-                    cand[hits <= tmax * (1 + 1e-12)] = 0.0
-                cand[np.sign(cand) != sigma] = 0.0
-            if DEBUG:
-                print(f"d={delta:g} F={len(F)} enter={len(enter)} Q={len(Q)} tau={tau:.3g} tmax={tmax:.3g} "
-                      f"f={f0:.10g} res={res_S:.2e} viol={viol.max():.2e}")
-            if tau <= 0:
-                break
-            w[free] = cand
-        # vertex attempt: support S, margin rows M = the quadratic zone, L = beyond it
-        F = np.flatnonzero(w)
-        m = cols.get(F) @ w[F] if len(F) else np.zeros(len(y))
-        t = 1.0 - m
-        M = np.flatnonzero((t > 0) & (t < delta))
-        L = np.flatnonzero(t >= delta)
-        out.alpha = np.clip(t / delta, 0.0, 1.0)
-        if not len(F):
-            continue
-        v = vertex(Du, y, s, reg, F, np.sign(w[F]), M, L, cols)
-        if v is None:
-            continue
-        w_S, alpha = v
-        gap = _gap(Du, y, s, F, w_S, alpha, reg, cols)
-        out.products += 1
-        if gap <= accept:
-            wv = np.zeros(p)
-            wv[F] = w_S
-            out.w, out.alpha, out.ok, out.rel_gap = wv, alpha, True, gap
-            return out
-        out.rel_gap = min(out.rel_gap, gap)
-    out.w = w
-    return out
-
-
-def _cholesky(K):
-    """Cholesky factor of a symmetric positive semi-definite K, with the smallest diagonal shift
-    (relative 1e-14, 1e-12, ...) that lets it through: the normal matrices of an interior point
-    method lose rank near the optimum."""
-    shift = 1e-14 * float(np.abs(np.diag(K)).max())
-    for _ in range(6):
-        try:
-            return sla.cho_factor(K, check_finite=False)
-        except np.linalg.LinAlgError:
-            if DEBUG:
-                print("   cholesky shift", shift)
-            K[np.diag_indices_from(K)] += shift
-            shift *= 100
-    raise np.linalg.LinAlgError("normal matrix not positive definite")
-
-
 def _syrk(B: np.ndarray, rows: bool) -> np.ndarray:
-    """B B^T (rows) or B^T B, upper triangle filled (what the Cholesky factorisation reads)."""
-    from scipy.linalg.blas import dsyrk
+    """B B^T (rows) or B^T B in B's precision, upper triangle filled (what the Cholesky
+    factorisation reads)."""
+    from scipy.linalg.blas import dsyrk, ssyrk
 
     Bt = np.ascontiguousarray(B).T  # Fortran order, no copy
-    return dsyrk(1.0, Bt, trans=1 if rows else 0)
+    return (ssyrk if B.dtype == np.float32 else dsyrk)(1.0, Bt, trans=1 if rows else 0)
+
+
+class _NormalSystem:
+    """(A diag(thw) A^T + diag(dn)) dl = r, the Newton system of one interior point iteration.
+
+    Factorised at one of three levels, each solution iteratively refined against the exact
+    float64 operator, the next level taken when refinement misses ``SOLVE_TOL``: (0) single
+    precision, in the coefficient space diag(1 / thw) + A^T diag(1 / dn) A (p x p) when A has
+    fewer columns than rows, else in the row space leaving out the columns whose thw is below
+    ``DROP`` of the largest; (1) the same in double precision; (2) the row space with every
+    column in double precision. The coefficient-space solution divides by dn, which tends to 0
+    on the margin rows, and both precision and dropped columns lose accuracy as the iterates
+    approach the optimum: the levels rise then."""
+
+    def __init__(self, A: np.ndarray, thw: np.ndarray, dn: np.ndarray, level: int) -> None:
+        self.A, self.thw, self.dn = A, thw, dn
+        self.factor(level)
+
+    def factor(self, level: int) -> None:
+        A, n, p = self.A, *self.A.shape
+        self.level = level
+        self.rows = n <= p or level == 2
+        dtype = np.float32 if level == 0 else np.float64
+        if self.rows:
+            keep = np.flatnonzero(self.thw >= DROP * self.thw.max()) if level < 2 else np.arange(p)
+            K = _syrk((A[:, keep] * np.sqrt(self.thw[keep])).astype(dtype, copy=False), rows=True)
+            K[np.diag_indices(n)] += self.dn
+        else:
+            K = _syrk((A * (1.0 / np.sqrt(self.dn))[:, None]).astype(dtype, copy=False), rows=False)
+            K[np.diag_indices(p)] += 1.0 / self.thw
+        self.cf = _cholesky(K)
+
+    def _chol_solve(self, r):
+        return sla.cho_solve(self.cf, r.astype(self.cf[0].dtype, copy=False), check_finite=False).astype(np.float64)
+
+    def _solve_once(self, r):
+        if self.rows:
+            return self._chol_solve(r)
+        v = self._chol_solve(self.A.T @ (r / self.dn))
+        return (r - self.A @ v) / self.dn
+
+    def _residual(self, r, x):
+        return r - self.A @ (self.thw * (self.A.T @ x)) - self.dn * x
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        tol = SOLVE_TOL * max(1.0, float(np.abs(r).max()))
+        x = self._solve_once(r)
+        res = self._residual(r, x)
+        for _ in range(REFINE):
+            if np.abs(res).max() <= tol:
+                break
+            cand = x + self._solve_once(res)
+            res_c = self._residual(r, cand)
+            if np.abs(res_c).max() >= np.abs(res).max():
+                break
+            x, res = cand, res_c
+        if self.level < 2 and np.abs(res).max() > tol:
+            self.factor(self.level + 1)
+            return self.solve(r)
+        return x
+
+
+def _step(vs, dvs) -> float:
+    """Largest step in [0, 1] keeping every v + t dv non-negative."""
+    t = 1.0
+    for v, dv in zip(vs, dvs):
+        neg = dv < 0
+        if neg.any():
+            t = min(t, float((-v[neg] / dv[neg]).min()))
+    return t
+
+
+def _pattern(X, Z, lam, cn):
+    """Candidate (S, sign, M, L) of an interior point iterate, made square (|M| = |S|): the
+    margin rows whose multiplier is nearest a bound go to that bound, or the support columns
+    whose value is smallest against their dual slack leave."""
+    (wp, wm, xi, sg), (zp, zm, zxi, zsg) = X, Z
+    S = np.flatnonzero((wp > zp) | (wm > zm))
+    M = np.flatnonzero((xi < zxi) & (sg < zsg))
+    L = np.flatnonzero(xi >= zxi)
+    if len(M) > len(S):
+        a = lam[M] / cn[M]
+        order = np.argsort(np.minimum(a, 1.0 - a))
+        drop = M[order[: len(M) - len(S)]]
+        L = np.sort(np.concatenate([L, drop[lam[drop] / cn[drop] > 0.5]]))
+        M = np.sort(M[order[len(M) - len(S):]])
+    elif len(S) > len(M):
+        ratio = np.maximum(wp[S] / zp[S], wm[S] / zm[S])
+        S = np.sort(S[np.argsort(-ratio)[: len(M)]])
+    return S, np.sign(wp[S] - wm[S]), M, L
 
 
 def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
-                 max_iter: int = 80) -> Identified:
-    """Dense primal-dual interior point method (Mehrotra predictor-corrector) on the hinge LP
+                 max_iter: int = 60) -> Identified:
+    """The vertex of hinge + L1 for one output (distinct rows Du, labels y, weights s summing to
+    1), by a dense primal-dual interior point method on
 
-        min  s^T xi + reg 1^T (wp + wm)   s.t.  A (wp - wm) + xi - sg = 1,   wp, wm, xi, sg >= 0,
+        min  s^T xi + reg 1^T (wp + wm)   s.t.  A (wp - wm) + xi - sg = 1,   wp, wm, xi, sg >= 0
 
-    whose row multipliers are lam = s * alpha. The Newton systems are solved in the coefficient
-    space, K dw = r with K = diag(1 / (th_p + th_m)) + A^T diag(1 / (th_xi + th_sg)) A (one
-    Cholesky per iteration; th = x / z). From the second iteration on, each iterate names a
-    candidate support (wp or wm above its dual slack) and margin rows (xi and sg both below
-    theirs); the vertex of that pattern is built and certified over every column (``vertex``),
-    and the first that certifies to ``accept`` is returned."""
+    (A = y * Du, scaled by n) whose row multipliers are lam = n s alpha. Once the iterate's
+    relative gap is below ``ATTEMPT_GAP``, each new candidate pattern's vertex is built and
+    certified; returns the first with relative gap <= ``accept`` (``ok``), or ``ok`` False after
+    ``max_iter`` iterations or when the Newton systems fail."""
     n, p = len(y), Du.p
-    cache = _Columns(Du, y)
-    A0 = cache.get(np.arange(p))
+    cols = _Columns(Du, y)
+    A0 = cols.get(np.arange(p))
     k = float(n)  # objective scaled so that s is about 1
     cw, cn = reg * k, s * k
-    wp, wm, xi, sg = np.ones(p), np.ones(p), np.ones(n), np.ones(n)
-    zp, zm, zxi, zsg = np.full(p, cw), np.full(p, cw), cn.copy(), np.full(n, 1.0)
+    X = [np.ones(p), np.ones(p), np.ones(n), np.ones(n)]  # wp, wm, xi, sg
+    Z = [np.full(p, cw), np.full(p, cw), cn.copy(), np.ones(n)]  # their dual slacks
     lam = np.zeros(n)
     out = Identified(np.zeros(p), np.zeros(n), False)
-    N = 2 * p + 2 * n
-    tried = set()
-    best_res = np.inf
-    state = {"row_space": n <= p}
+    tried: set = set()
+    best_res, level = np.inf, 0
     for it in range(max_iter):
+        out.iterations = it + 1
+        wp, wm, xi, sg = X
         u = A0.T @ lam
         rp = 1.0 - A0 @ (wp - wm) - xi + sg
-        rdp, rdm, rdxi, rdsg = cw - u - zp, cw + u - zm, cn - lam - zxi, lam - zsg
-        gapv = float(wp @ zp + wm @ zm + xi @ zxi + sg @ zsg)
-        mu = gapv / N
+        rd = [cw - u - Z[0], cw + u - Z[1], cn - lam - Z[2], lam - Z[3]]
+        mu = sum(float(x @ z) for x, z in zip(X, Z)) / (2 * p + 2 * n)
         pobj = cw * float(wp.sum() + wm.sum()) + float(cn @ xi)
         dobj = float(lam.sum())
-        out.newton = it + 1
-        if DEBUG:
-            print(f"it {it} pobj {pobj:.10g} dobj {dobj:.10g} mu {mu:.2e} rp {np.abs(rp).max():.1e}")
         res = float(np.abs(rp).max())
         best_res = min(best_res, res)
         if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
             break
         if abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj)):
-            S = np.flatnonzero((wp > zp) | (wm > zm))
-            Mrows = np.flatnonzero((xi < zxi) & (sg < zsg))
-            L = np.flatnonzero(xi >= zxi)
-            # a square pattern: the margin rows whose multiplier is nearest a bound go to that
-            # bound, the support columns nearest zero leave
-            if len(Mrows) > len(S):
-                a = lam[Mrows] / cn[Mrows]
-                order = np.argsort(np.minimum(a, 1.0 - a))
-                drop = Mrows[order[: len(Mrows) - len(S)]]
-                L = np.sort(np.concatenate([L, drop[lam[drop] / cn[drop] > 0.5]]))
-                Mrows = np.sort(Mrows[order[len(Mrows) - len(S):]])
-            elif len(S) > len(Mrows):
-                ratio = np.maximum(wp[S] / zp[S], wm[S] / zm[S])
-                S = np.sort(S[np.argsort(-ratio)[: len(Mrows)]])
-            key = (S.tobytes(), Mrows.tobytes())
+            S, sign, M, L = pattern = _pattern(X, Z, lam, cn)
+            key = (S.tobytes(), M.tobytes())
             if len(S) and key not in tried:
                 tried.add(key)
-                v = vertex(Du, y, s, reg, S, np.sign(wp[S] - wm[S]), Mrows, L, cache)
+                v = vertex(Du, y, s, reg, S, sign, M, L, cols)
                 if v is not None:
-                    gap = _gap(Du, y, s, S, v[0], v[1], reg, cache)
-                    out.products += 1
+                    out.attempts += 1
+                    gap = _gap(Du, y, s, S, v[0], v[1], reg, cols)
                     out.rel_gap = min(out.rel_gap, gap)
-                    if DEBUG:
-                        print(f"   vertex |S|={len(S)} |M|={len(Mrows)} gap {gap:.2e}")
                     if gap <= accept:
                         out.w[S] = v[0]
-                        out.alpha, out.ok = v[1], True
-                        out.pattern = (S, np.sign(wp[S] - wm[S]), Mrows, L)
+                        out.alpha, out.ok, out.pattern = v[1], True, pattern
                         return out
-        if abs(pobj - dobj) <= 1e-12 * max(1.0, abs(pobj)) and np.abs(rp).max() <= 1e-12:
-            break
-        thp, thm, thxi, thsg = wp / zp, wm / zm, xi / zxi, sg / zsg
-        dn, thw = thxi + thsg, thp + thm
-        fac = {}
-
-        def factor(row_space):
-            fac["rows"] = row_space
-            if row_space:  # Newton systems in the row space: (A diag(thw) A^T + diag(dn)) dl = r
-                Kn = _syrk(A0 * np.sqrt(thw), rows=True)
-                Kn[np.diag_indices(n)] += dn
-            else:  # in the coefficient space: (diag(1 / thw) + A^T diag(1 / dn) A) v = A^T r / dn
-                Kn = _syrk(A0 * (1.0 / np.sqrt(dn))[:, None], rows=False)
-                Kn[np.diag_indices(p)] += 1.0 / thw
-            fac["cf"] = _cholesky(Kn)
-
-        def msolve(r):
-            if fac["rows"]:
-                return sla.cho_solve(fac["cf"], r, check_finite=False)
-            v = sla.cho_solve(fac["cf"], A0.T @ (r / dn), check_finite=False)
-            return (r - A0 @ v) / dn  # loses accuracy as some dn approach 0: checked below
-
-        def nsolve(r):
-            """(A diag(thw) A^T + diag(dn))^-1 r, iteratively refined; in the row space once the
-            coefficient space's solution has lost its accuracy."""
-            dl = msolve(r)
-            res = r - A0 @ (thw * (A0.T @ dl)) - dn * dl
-            for _ in range(REFINE):
-                cand = dl + msolve(res)
-                res_c = r - A0 @ (thw * (A0.T @ cand)) - dn * cand
-                if np.abs(res_c).max() >= np.abs(res).max():
-                    break
-                dl, res = cand, res_c
-            if np.abs(res).max() > 1e-9 * max(1.0, float(np.abs(r).max())) and not fac["rows"]:
-                factor(True)
-                state["row_space"] = True
-                return nsolve(r)
-            return dl
-
+        th = [x / z for x, z in zip(X, Z)]
+        thw, dn = th[0] + th[1], th[2] + th[3]
         try:
-            factor(state["row_space"])
+            system = _NormalSystem(A0, thw, dn, level)
         except np.linalg.LinAlgError:
             break
 
-        def direction(rcp, rcm, rcxi, rcsg):
-            hw = thp * (rcp / wp - rdp) - thm * (rcm / wm - rdm)
-            hn = thxi * (rcxi / xi - rdxi) - thsg * (rcsg / sg - rdsg)
-            dl = nsolve(rp - hn - A0 @ hw)
+        def direction(rc, th=th, rd=rd, system=system, rp=rp, X=X, Z=Z):
+            h = [t * (c / x - d) for t, c, x, d in zip(th, rc, X, rd)]
+            dl = system.solve(rp - (h[2] - h[3]) - A0 @ (h[0] - h[1]))
             du = A0.T @ dl
-            dwp = thp * (du + rcp / wp - rdp)
-            dwm = thm * (-du + rcm / wm - rdm)
-            dxi = thxi * (dl + rcxi / xi - rdxi)
-            dsg = thsg * (-dl + rcsg / sg - rdsg)
-            dz = [(rc - z * dx) / x for rc, z, dx, x in
-                  ((rcp, zp, dwp, wp), (rcm, zm, dwm, wm), (rcxi, zxi, dxi, xi), (rcsg, zsg, dsg, sg))]
-            return [dwp, dwm, dxi, dsg], dl, dz
+            dx = [th[0] * du + h[0], -th[1] * du + h[1], th[2] * dl + h[2], -th[3] * dl + h[3]]
+            dz = [(c - z * d) / x for c, z, d, x in zip(rc, Z, dx, X)]
+            return dx, dl, dz
 
-        def step(vs, dvs):
-            t = 1.0
-            for v, dv in zip(vs, dvs):
-                neg = dv < 0
-                if neg.any():
-                    t = min(t, float((-v[neg] / dv[neg]).min()))
-            return t
-
-        X, Z = [wp, wm, xi, sg], [zp, zm, zxi, zsg]
-        dx, dl, dz = direction(*[-x * z for x, z in zip(X, Z)])  # affine predictor
-        ap, ad = step(X, dx), step(Z, dz)
-        mu_aff = sum(float((x + ap * a) @ (z + ad * b)) for x, a, z, b in zip(X, dx, Z, dz)) / N
+        dx, dl, dz = direction([-x * z for x, z in zip(X, Z)])  # affine predictor
+        ap, ad = _step(X, dx), _step(Z, dz)
+        mu_aff = sum(float((x + ap * a) @ (z + ad * b)) for x, a, z, b in zip(X, dx, Z, dz)) / (2 * p + 2 * n)
         sig = (mu_aff / mu) ** 3
-        dx, dl, dz = direction(*[sig * mu - x * z - a * b for x, z, a, b in zip(X, Z, dx, dz)])
-        ap, ad = 0.995 * step(X, dx), 0.995 * step(Z, dz)
-        wp, wm, xi, sg = (x + ap * a for x, a in zip(X, dx))
-        zp, zm, zxi, zsg = (z + ad * b for z, b in zip(Z, dz))
+        dx, dl, dz = direction([sig * mu - x * z - a * b for x, z, a, b in zip(X, Z, dx, dz)])
+        ap, ad = 0.995 * _step(X, dx), 0.995 * _step(Z, dz)
+        X = [x + ap * a for x, a in zip(X, dx)]
+        Z = [z + ad * b for z, b in zip(Z, dz)]
         lam = lam + ad * dl
-    out.alpha = np.clip(lam / (s * k), 0.0, 1.0)
+        level = system.level
+    out.alpha = np.clip(lam / cn, 0.0, 1.0)
     return out
