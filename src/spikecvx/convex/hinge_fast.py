@@ -307,7 +307,7 @@ def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
     lp.routed = found.ok or None
     if not found.ok:
         return None, None, found.iterations
-    lp.set_vertex(*found.pattern)
+    lp.set_vertex(*found.pattern, found.w, found.alpha)
     return found.w, found.alpha, found.iterations
 
 
@@ -412,24 +412,35 @@ class _DualLP:
             b = reg * self.k
             self.highs.changeRowsBounds(m, np.arange(1, m + 1, dtype=np.int32), np.full(m, -b), np.full(m, b))
 
-    def set_vertex(self, S, sign, M, L) -> None:
-        """Make the basis of the vertex with support S (signs ``sign``), margin rows M (alpha
-        basic) and rows L at alpha = 1 the LP's basis: the dual constraints of S are active, at
-        the bound of their sign. Adds the constraints of S that the LP lacks. If HiGHS refuses
-        the basis, the LP keeps the one it had."""
+    def set_vertex(self, S, sign, M, L, w, alpha) -> None:
+        """Make the basis of the vertex (w, alpha) with support S (signs ``sign``), margin rows M
+        (alpha basic) and rows L at alpha = 1 the LP's basis: the dual constraints of S are
+        active, at the bound of their sign. A degenerate vertex (|M| != |S|) becomes a basis by
+        moving the margin rows whose alpha is nearest a bound to it, or by making the support
+        columns of smallest |w| basic. Adds the constraints of S that the LP lacks. If HiGHS
+        refuses the basis, the LP keeps the one it had."""
         import highspy
 
+        S, sign, M = np.asarray(S), np.asarray(sign), np.asarray(M)
         have = set(self.cols)
         self.add(sorted(int(j) for j in S if int(j) not in have))
         pos = {j: r + 1 for r, j in enumerate(self.cols)}
         B = highspy.HighsBasisStatus
         col = np.full(self.n + 1, int(B.kLower))
         col[np.asarray(L, dtype=np.int64)] = int(B.kUpper)
-        col[np.asarray(M, dtype=np.int64)] = int(B.kBasic)
-        col[self.n] = int(B.kBasic)  # q, free
         row = np.full(len(self.cols) + 1, int(B.kBasic))
         row[0] = int(B.kLower)  # the q equality
-        for j, sg in zip(S, sign):
+        if len(M) > len(S):
+            order = np.argsort(np.minimum(alpha[M], 1.0 - alpha[M]))
+            off = M[order[: len(M) - len(S)]]
+            col[off] = np.where(alpha[off] > 0.5, int(B.kUpper), int(B.kLower))
+            M = M[order[len(M) - len(S):]]
+        active = np.ones(len(S), dtype=bool)
+        if len(S) > len(M):
+            active[np.argsort(np.abs(w[S]))[: len(S) - len(M)]] = False
+        col[M.astype(np.int64)] = int(B.kBasic)
+        col[self.n] = int(B.kBasic)  # q, free
+        for j, sg in zip(S[active], sign[active]):
             row[pos[int(j)]] = int(B.kUpper if sg > 0 else B.kLower)
         basis = highspy.HighsBasis()
         basis.col_status = [B(int(v)) for v in col]

@@ -96,20 +96,26 @@ def _gap(Du, y, s, w_idx, w_val, alpha, reg, cols: _Columns):
     return (primal - dual) / max(1.0, abs(primal))
 
 
-def vertex(Du, y, s, reg, S, sign, M, L, cols: _Columns):
+def vertex(Du, y, s, reg, S, sign, M, L, cols: _Columns, alpha0: np.ndarray | None = None):
     """The vertex of support S (signs ``sign``) and margin rows M, L the rows with alpha = 1:
-    (w_S, alpha) from the margin and support equations (least squares when |M| != |S|)."""
+    (w_S, alpha) from the margin equations A_MS w_S = 1 and the support equations
+    A_MS^T (s alpha)_M = reg sign - A_LS^T s_L, by one LU factorisation when A_MS is square and
+    regular. Otherwise (a degenerate vertex: rows equal on S, duplicate columns) w_S is the
+    least-squares solution and alpha_M the estimate ``alpha0`` plus the smallest correction
+    that meets the support equations. None when the equations give non-finite values."""
     A_MS = cols.get(S)[M]
     rhs = reg * sign - cols.get(S)[L].T @ s[L]
+    w_S = v = None
     if len(M) == len(S):
-        with warnings.catch_warnings():  # a singular A_MS gives non-finite values, refused below
+        with warnings.catch_warnings():  # a singular A_MS gives non-finite values
             warnings.simplefilter("ignore", sla.LinAlgWarning)
             lu = sla.lu_factor(A_MS, check_finite=False)
             w_S = sla.lu_solve(lu, np.ones(len(M)), check_finite=False)
             v = sla.lu_solve(lu, rhs, trans=1, check_finite=False)
-    else:
+    if w_S is None or not (np.isfinite(w_S).all() and np.isfinite(v).all()):
         w_S = np.linalg.lstsq(A_MS, np.ones(len(M)), rcond=None)[0]
-        v = np.linalg.lstsq(A_MS.T, rhs, rcond=None)[0]
+        v0 = np.zeros(len(M)) if alpha0 is None else s[M] * alpha0[M]
+        v = v0 + np.linalg.lstsq(A_MS.T, rhs - A_MS.T @ v0, rcond=None)[0]
     if not (np.isfinite(w_S).all() and np.isfinite(v).all()):
         return None
     alpha = np.zeros(len(y))
@@ -158,7 +164,8 @@ class _NormalSystem:
         self.cf = _cholesky(K)
 
     def _chol_solve(self, r):
-        return sla.cho_solve(self.cf, r.astype(self.cf[0].dtype, copy=False), check_finite=False).astype(np.float64)
+        x = sla.cho_solve(self.cf, r.astype(self.cf[0].dtype, copy=False), check_finite=False)
+        return x.astype(np.float64)
 
     def _solve_once(self, r):
         if self.rows:
@@ -197,15 +204,17 @@ def _step(vs, dvs) -> float:
     return t
 
 
-def _pattern(X, Z, lam, cn):
-    """Candidate (S, sign, M, L) of an interior point iterate, made square (|M| = |S|): the
-    margin rows whose multiplier is nearest a bound go to that bound, or the support columns
-    whose value is smallest against their dual slack leave."""
+def _pattern(X, Z, lam, cn, square: bool = True):
+    """Candidate (S, sign, M, L) of an interior point iterate; with ``square`` made square
+    (|M| = |S|, the vertex of a basis): the margin rows whose multiplier is nearest a bound go to
+    that bound, or the support columns whose value is smallest against their dual slack leave."""
     (wp, wm, xi, sg), (zp, zm, zxi, zsg) = X, Z
     S = np.flatnonzero((wp > zp) | (wm > zm))
     M = np.flatnonzero((xi < zxi) & (sg < zsg))
     L = np.flatnonzero(xi >= zxi)
-    if len(M) > len(S):
+    if not square:
+        pass
+    elif len(M) > len(S):
         a = lam[M] / cn[M]
         order = np.argsort(np.minimum(a, 1.0 - a))
         drop = M[order[: len(M) - len(S)]]
@@ -253,19 +262,22 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
             break
         if abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj)):
-            S, sign, M, L = pattern = _pattern(X, Z, lam, cn)
-            key = (S.tobytes(), M.tobytes())
-            if len(S) and key not in tried:
+            for square in (True, False):  # the square pattern, else the indicators' own
+                S, sign, M, L = pattern = _pattern(X, Z, lam, cn, square)
+                key = (S.tobytes(), M.tobytes())
+                if not len(S) or key in tried:
+                    continue
                 tried.add(key)
-                v = vertex(Du, y, s, reg, S, sign, M, L, cols)
-                if v is not None:
-                    out.attempts += 1
-                    gap = _gap(Du, y, s, S, v[0], v[1], reg, cols)
-                    out.rel_gap = min(out.rel_gap, gap)
-                    if gap <= accept:
-                        out.w[S] = v[0]
-                        out.alpha, out.ok, out.pattern = v[1], True, pattern
-                        return out
+                v = vertex(Du, y, s, reg, S, sign, M, L, cols, lam / cn)
+                if v is None:
+                    continue
+                out.attempts += 1
+                gap = _gap(Du, y, s, S, v[0], v[1], reg, cols)
+                out.rel_gap = min(out.rel_gap, gap)
+                if gap <= accept:
+                    out.w[S] = v[0]
+                    out.alpha, out.ok, out.pattern = v[1], True, pattern
+                    return out
         th = [x / z for x, z in zip(X, Z)]
         thw, dn = th[0] + th[1], th[2] + th[3]
         try:
