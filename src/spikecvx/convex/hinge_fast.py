@@ -255,17 +255,17 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
         else:
             for r in range(max_rounds):
                 rounds += 1
-                w_lp, a, piv, limited = lp.run(method if r == 0 else "simplex",
-                                               None if budget is None else budget - used)
+                lp.limit = None if budget is None else budget - used
+                w_lp, a, piv = lp.run(method if r == 0 else "simplex")
                 pivots += piv
                 used += piv
-                if limited:
-                    budget = None  # from here on the simplex runs to the end if the vertex fails
+                if lp.limit is not None and lp.limited:
+                    budget = lp.limit = None  # the simplex runs to the end if the vertex fails
                     found = _identify(Du, Yu[:, c], s, reg, accept, lp)
                     ipm_its += found[2]
                     if found[0] is not None:
                         break
-                    w_lp, a, piv, _ = lp.run("simplex")
+                    w_lp, a, piv = lp.run("simplex")
                     pivots += piv
                     used += piv
                 corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])  # |D^T U| / scale
@@ -360,6 +360,7 @@ class _DualLP:
 
         self.Du, self.cols, self.reg = Du, [], None
         self.routed = None  # True when the last value's vertex came from ``hinge_vertex``
+        self.limit, self.limited = None, False  # simplex pivot limit of ``run``, and whether it stopped it
         self.k = 1.0 / s.max()
         self.sy = s * self.k * y
         self.n = len(y)
@@ -448,20 +449,21 @@ class _DualLP:
         basis.valid = True
         self.highs.setBasis(basis)
 
-    def run(self, method: str = "simplex", limit: int | None = None):
+    def run(self, method: str = "simplex"):
         """Solve (dual simplex, from the kept basis when there is one, or the interior point method with
-        crossover); returns (w for self.cols, alpha, simplex pivots, whether ``limit`` pivots
-        stopped the simplex first)."""
+        crossover); returns (w for self.cols, alpha, simplex pivots). The simplex stops after
+        ``self.limit`` pivots when that is set, and ``self.limited`` says whether it did."""
         h = self.highs
         h.setOptionValue("solver", method)
         h.setOptionValue("run_crossover", "on")
         h.setOptionValue("simplex_strategy", 1)
-        h.setOptionValue("simplex_iteration_limit", 2**31 - 1 if limit is None else max(1, int(limit)))
-        sol = _solve(h, limit is not None)
+        limit = 2**31 - 1 if self.limit is None else max(1, int(self.limit))
+        h.setOptionValue("simplex_iteration_limit", limit)
+        sol = _solve(h, self.limit is not None)
         a = np.clip(np.asarray(sol.col_value)[: self.n], 0.0, 1.0)
         w = -np.asarray(sol.row_dual)[1:]
-        limited = h.getModelStatus() != _optimal()
-        return w, a, int(h.getInfo().simplex_iteration_count), limited
+        self.limited = h.getModelStatus() != _optimal()
+        return w, a, int(h.getInfo().simplex_iteration_count)
 
 
 def _optimal():
