@@ -52,7 +52,7 @@ WARM_PIVOTS_AFTER_VERTEX = 100
 # this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 on the benchmarks)
 VERTEX_ACCEPT = 1e-11
 # the dense identifier holds the distinct rows x all columns in float64: at most this many entries
-VERTEX_MAX_ENTRIES = 2**25
+VERTEX_MAX_ENTRIES = 2**24
 
 
 def _new_highs():
