@@ -7,7 +7,7 @@ import pytest
 
 from spikecvx.convex import hinge_fast as hf
 from spikecvx.convex import reg_max
-from spikecvx.convex.hinge_vertex import _Columns, _gap, identify_ipm, vertex
+from spikecvx.convex.hinge_vertex import _gap, identify_ipm, vertex
 from spikecvx.convex.matrix import DesignMatrix
 
 cp = pytest.importorskip("cvxpy")
@@ -75,12 +75,12 @@ def test_a_wrong_pattern_is_refused_by_its_certificate():
     s = np.full(len(y), 1.0 / len(y))
     found = identify_ipm(Du, y, s, reg, accept=1e-11)
     S, sign, M, L = found.pattern
-    cols = _Columns(Du, y)
-    ok = vertex(Du, y, s, reg, S, sign, M, L, cols)
-    assert _gap(Du, y, s, S, ok[0], ok[1], reg, cols) <= 1e-11
+    A = y[:, None] * D.astype(np.float64)
+    ok = vertex(A, s, reg, S, sign, M, L)
+    assert _gap(A, s, reg, S, ok[0], ok[1]) <= 1e-11
     # one support column and one margin row fewer: a vertex of the wrong pattern
-    bad = vertex(Du, y, s, reg, S[1:], sign[1:], M[1:], L, cols)
-    assert bad is None or _gap(Du, y, s, S[1:], bad[0], bad[1], reg, cols) > 1e-6
+    bad = vertex(A, s, reg, S[1:], sign[1:], M[1:], L)
+    assert bad is None or _gap(A, s, reg, S[1:], bad[0], bad[1]) > 1e-6
 
 
 @pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])

@@ -52,25 +52,6 @@ class Identified:
     pattern: tuple | None = None
 
 
-class _Columns:
-    """Float64 columns of the distinct-row dictionary, cached as the free set grows."""
-
-    def __init__(self, Du: DesignMatrix, y: np.ndarray) -> None:
-        self.Du, self.y = Du, y
-        self.idx = np.zeros(0, dtype=np.int64)
-        self.A = np.zeros((len(y), 0))  # y * X[:, idx]
-        self.pos: dict[int, int] = {}
-
-    def get(self, js: np.ndarray) -> np.ndarray:
-        new = [int(j) for j in js if int(j) not in self.pos]
-        if new:
-            block = self.y[:, None] * self.Du.columns(np.asarray(new))
-            for k, j in enumerate(new):
-                self.pos[j] = self.A.shape[1] + k
-            self.A = np.hstack([self.A, block])
-        return self.A[:, [self.pos[int(j)] for j in js]]
-
-
 def _cholesky(K):
     """Cholesky factor of a symmetric positive semi-definite K, with the smallest diagonal shift
     (relative 1e-14, 1e-12, ...) that lets it through: the normal matrices of an interior point
@@ -85,43 +66,46 @@ def _cholesky(K):
     raise np.linalg.LinAlgError("normal matrix not positive definite")
 
 
-def _gap(Du, y, s, w_idx, w_val, alpha, reg, cols: _Columns):
-    """Relative duality gap of (w, alpha) for one output over the distinct rows (the certificate's
-    formula: alpha scaled into the dual constraint)."""
-    m = cols.get(w_idx) @ w_val if len(w_idx) else np.zeros(len(y))
-    primal = float(s @ np.maximum(0.0, 1.0 - m)) + reg * float(np.abs(w_val).sum())
-    top = float(np.abs(Du.rmatmul((y * s * alpha)[:, None])[:, 0]).max())
+def _gap(A, s, reg, S, w_S, alpha) -> float:
+    """Relative duality gap of (w, alpha) for one output over the distinct rows, A = y * X (the
+    certificate's formula: alpha scaled into the dual constraint)."""
+    m = A[:, S] @ w_S
+    primal = float(s @ np.maximum(0.0, 1.0 - m)) + reg * float(np.abs(w_S).sum())
+    top = float(np.abs(A.T @ (s * alpha)).max())
     scale = min(1.0, reg / top) if top > 0 else 1.0
     dual = scale * float(s @ alpha)
     return (primal - dual) / max(1.0, abs(primal))
 
 
-def vertex(Du, y, s, reg, S, sign, M, L, cols: _Columns, alpha0: np.ndarray | None = None):
-    """The vertex of support S (signs ``sign``) and margin rows M, L the rows with alpha = 1:
-    (w_S, alpha) from the margin equations A_MS w_S = 1 and the support equations
-    A_MS^T (s alpha)_M = reg sign - A_LS^T s_L, by one LU factorisation when A_MS is square and
-    regular. Otherwise (a degenerate vertex: rows equal on S, duplicate columns) w_S is the
-    least-squares solution and alpha_M the estimate ``alpha0`` plus the smallest correction
-    that meets the support equations. None when the equations give non-finite values."""
-    A_MS = cols.get(S)[M]
-    rhs = reg * sign - cols.get(S)[L].T @ s[L]
+def vertex(A, s, reg, S, sign, M, L, alpha0: np.ndarray | None = None):
+    """The vertex of support S (signs ``sign``) and margin rows M, L the rows with alpha = 1
+    (A = y * X over the distinct rows, weights s): (w_S, alpha) from the margin equations
+    A_MS w_S = 1 and the support equations A_MS^T (s alpha)_M = reg sign - A_LS^T s_L, by one LU
+    factorisation when A_MS is square and regular. Otherwise (a degenerate vertex: rows equal on
+    S, duplicate columns) w_S is the least-squares solution and alpha_M the estimate ``alpha0``
+    plus the smallest correction that meets the support equations. Returns (w_S, alpha, whether
+    the degenerate branch ran), or None when the equations give non-finite values."""
+    A_MS = A[np.ix_(M, S)]
+    rhs = reg * sign - A[np.ix_(L, S)].T @ s[L]
     w_S = v = None
-    if len(M) == len(S):
+    degenerate = len(M) != len(S)
+    if not degenerate:
         with warnings.catch_warnings():  # a singular A_MS gives non-finite values
             warnings.simplefilter("ignore", sla.LinAlgWarning)
             lu = sla.lu_factor(A_MS, check_finite=False)
             w_S = sla.lu_solve(lu, np.ones(len(M)), check_finite=False)
             v = sla.lu_solve(lu, rhs, trans=1, check_finite=False)
     if w_S is None or not (np.isfinite(w_S).all() and np.isfinite(v).all()):
-        w_S = np.linalg.lstsq(A_MS, np.ones(len(M)), rcond=None)[0]
+        degenerate = True
+        w_S = sla.lstsq(A_MS, np.ones(len(M)), lapack_driver="gelsy", check_finite=False)[0]
         v0 = np.zeros(len(M)) if alpha0 is None else s[M] * alpha0[M]
-        v = v0 + np.linalg.lstsq(A_MS.T, rhs - A_MS.T @ v0, rcond=None)[0]
+        v = v0 + sla.lstsq(A_MS.T, rhs - A_MS.T @ v0, lapack_driver="gelsy", check_finite=False)[0]
     if not (np.isfinite(w_S).all() and np.isfinite(v).all()):
         return None
-    alpha = np.zeros(len(y))
+    alpha = np.zeros(len(s))
     alpha[L] = 1.0
     alpha[M] = np.clip(v / s[M], 0.0, 1.0)
-    return w_S, alpha
+    return w_S, alpha, degenerate
 
 
 def _syrk(B: np.ndarray, rows: bool) -> np.ndarray:
@@ -238,8 +222,7 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
     certified; returns the first with relative gap <= ``accept`` (``ok``), or ``ok`` False after
     ``max_iter`` iterations or when the Newton systems fail."""
     n, p = len(y), Du.p
-    cols = _Columns(Du, y)
-    A0 = cols.get(np.arange(p))
+    A0 = y[:, None] * Du.columns(np.arange(p))  # C order: row blocks and A0 @ v are fast
     k = float(n)  # objective scaled so that s is about 1
     cw, cn = reg * k, s * k
     X = [np.ones(p), np.ones(p), np.ones(n), np.ones(n)]  # wp, wm, xi, sg
@@ -262,22 +245,24 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
             break
         if abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj)):
-            for square in (True, False):  # the square pattern, else the indicators' own
+            for square in (True, False):  # the square pattern; the indicators' own if it is singular
                 S, sign, M, L = pattern = _pattern(X, Z, lam, cn, square)
                 key = (S.tobytes(), M.tobytes())
                 if not len(S) or key in tried:
-                    continue
+                    break
                 tried.add(key)
-                v = vertex(Du, y, s, reg, S, sign, M, L, cols, lam / cn)
+                v = vertex(A0, s, reg, S, sign, M, L, lam / cn)
                 if v is None:
                     continue
                 out.attempts += 1
-                gap = _gap(Du, y, s, S, v[0], v[1], reg, cols)
+                gap = _gap(A0, s, reg, S, v[0], v[1])
                 out.rel_gap = min(out.rel_gap, gap)
                 if gap <= accept:
                     out.w[S] = v[0]
                     out.alpha, out.ok, out.pattern = v[1], True, pattern
                     return out
+                if not v[2]:  # a regular square system that does not certify: the next iterate
+                    break
         th = [x / z for x, z in zip(X, Z)]
         thw, dn = th[0] + th[1], th[2] + th[3]
         try:
