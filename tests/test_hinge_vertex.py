@@ -155,3 +155,24 @@ def test_lp_fallback_when_no_vertex_certifies(monkeypatch):
     assert info["primal"] == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
     primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
+
+
+def test_a_vertex_that_does_not_certify_hands_its_basis_to_the_simplex(monkeypatch):
+    D, y = _binary(180, 90, 8)
+    reg = reg_max(D, y, "hinge") / 40
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        W_ref, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    _vertex_always(monkeypatch)
+
+    def never_certify(Du, y_, s, reg_, accept, **kwargs):  # every vertex refused: the best one's basis
+        return identify_ipm(Du, y_, s, reg_, accept=-1.0, **kwargs)
+
+    monkeypatch.setattr(hf, "identify_ipm", never_certify)
+    W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    route, pivots, iterations = info["state"].log[-1]
+    assert route == "vertex+simplex" and iterations > 0
+    assert pivots <= 20  # the simplex repaired a near-optimal basis, it did not start over
+    assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
+    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    assert gap <= 1e-9 * max(1.0, primal)

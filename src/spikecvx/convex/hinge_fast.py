@@ -51,6 +51,9 @@ WARM_PIVOTS_AFTER_VERTEX = 100
 # a vertex from ``hinge_vertex`` is accepted when its relative gap over the distinct rows is at most
 # this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 on the benchmarks)
 VERTEX_ACCEPT = 1e-11
+# an identified vertex that does not certify but whose gap is at most this hands its basis to the
+# simplex, which repairs it
+REPAIR_GAP = 1e-2
 # the dense identifier holds the distinct rows x all columns in float64: at most this many entries
 VERTEX_MAX_ENTRIES = 2**24
 
@@ -237,7 +240,10 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 # crossover solves once on every column (docs/design/hinge.md)
                 found = _identify(Du, Yu[:, c], s, reg, accept, lp) if dense_ok else None
                 ipm_its += found[2] if found else 0
-                seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
+                if found is not None and found[3]:  # the simplex from the identified basis
+                    seed = set()
+                else:
+                    seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
             else:
                 top = np.argsort(-g)[: min(M.p, 100)]
                 seed = set(top[g[top] > reg].tolist())
@@ -283,6 +289,10 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
             if found is not None and found[0] is not None:
                 W[:, c], a = found[0], found[1]
                 state.log.append(("simplex+vertex", used, ipm_its))
+            elif found is not None and found[3]:  # the simplex repaired the identified basis
+                W[lp.cols, c] = w_lp
+                W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
+                state.log.append(("vertex+simplex", used, ipm_its))
             else:
                 W[lp.cols, c] = w_lp
                 W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
@@ -300,15 +310,18 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
 
 
 def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
-    """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, iterations), w None when it did not
-    certify. A certified vertex becomes the LP's basis, for the simplex's warm start at the next
-    value of a path."""
+    """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, iterations, based), w None when it
+    did not certify. A certified vertex becomes the LP's basis, for the simplex's warm start at the
+    next value of a path; otherwise the best pattern tried does (``based``) when its gap is at
+    most ``REPAIR_GAP``, for the simplex to repair."""
     found = identify_ipm(Du, y, s, reg, accept)
     lp.routed = found.ok or None
+    based = found.pattern is not None and (found.ok or found.rel_gap <= REPAIR_GAP)
+    if based:
+        lp.set_vertex(*found.pattern, found.w, found.alpha)
     if not found.ok:
-        return None, None, found.iterations
-    lp.set_vertex(*found.pattern, found.w, found.alpha)
-    return found.w, found.alpha, found.iterations
+        return None, None, found.iterations, based
+    return found.w, found.alpha, found.iterations, based
 
 
 def _polish(Du: DesignMatrix, y, s, a, w, reg, top, rel: float = 1e-12) -> np.ndarray:

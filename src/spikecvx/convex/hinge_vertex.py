@@ -33,6 +33,7 @@ import scipy.linalg as sla
 from .matrix import DesignMatrix
 
 ATTEMPT_GAP = 1e-3  # relative gap of the interior point iterate below which vertices are tried
+CLOSE_GAP, CLOSE_ITERATIONS = 1e-4, 3  # iterations after a vertex within CLOSE_GAP before giving up
 REFINE = 4  # iterative refinement steps per Newton system
 SOLVE_TOL = 1e-8  # relative residual a Newton system's solution must reach
 DROP = 1e-10  # row-space normal matrices leave out the columns with thw below this (relative)
@@ -40,8 +41,9 @@ DROP = 1e-10  # row-space normal matrices leave out the columns with thw below t
 
 @dataclass
 class Identified:
-    """Outcome of ``identify_ipm``: the certified vertex (w, alpha, its relative gap over the
-    distinct rows and its pattern (S, sign, M, L)) when ``ok``; the work done either way."""
+    """Outcome of ``identify_ipm``: the vertex (w, alpha), its relative gap over the distinct rows
+    and its pattern (S, sign, M, L): certified when ``ok``, else the best one tried (pattern None
+    if none was); the work done either way."""
 
     w: np.ndarray
     alpha: np.ndarray
@@ -211,7 +213,7 @@ def _pattern(X, Z, lam, cn, square: bool = True):
 
 
 def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
-                 max_iter: int = 60) -> Identified:
+                 max_iter: int = 40) -> Identified:
     """The vertex of hinge + L1 for one output (distinct rows Du, labels y, weights s summing to
     1), by a dense primal-dual interior point method on
 
@@ -219,8 +221,9 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
 
     (A = y * Du, scaled by n) whose row multipliers are lam = n s alpha. Once the iterate's
     relative gap is below ``ATTEMPT_GAP``, each new candidate pattern's vertex is built and
-    certified; returns the first with relative gap <= ``accept`` (``ok``), or ``ok`` False after
-    ``max_iter`` iterations or when the Newton systems fail."""
+    certified; returns the first with relative gap <= ``accept`` (``ok``), or ``ok`` False (with
+    the best vertex tried) after ``max_iter`` iterations, ``CLOSE_ITERATIONS`` iterations after a
+    vertex within ``CLOSE_GAP``, or when the Newton systems fail."""
     n, p = len(y), Du.p
     A0 = y[:, None] * Du.columns(np.arange(p))  # C order: row blocks and A0 @ v are fast
     k = float(n)  # objective scaled so that s is about 1
@@ -230,7 +233,7 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
     lam = np.zeros(n)
     out = Identified(np.zeros(p), np.zeros(n), False)
     tried: set = set()
-    best_res, level = np.inf, 0
+    best_res, level, close = np.inf, 0, 0
     for it in range(max_iter):
         out.iterations = it + 1
         wp, wm, xi, sg = X
@@ -244,6 +247,10 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         best_res = min(best_res, res)
         if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
             break
+        if out.rel_gap <= CLOSE_GAP:
+            close += 1
+            if close > CLOSE_ITERATIONS:  # near but not at the vertex: the LP repairs the best one
+                break
         if abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj)):
             for square in (True, False):  # the square pattern; the indicators' own if it is singular
                 S, sign, M, L = pattern = _pattern(X, Z, lam, cn, square)
@@ -256,10 +263,13 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
                     continue
                 out.attempts += 1
                 gap = _gap(A0, s, reg, S, v[0], v[1])
-                out.rel_gap = min(out.rel_gap, gap)
-                if gap <= accept:
+                if gap < out.rel_gap:  # the best pattern so far: a basis for the LP if none certifies
+                    out.rel_gap = gap
+                    out.w = np.zeros(p)
                     out.w[S] = v[0]
-                    out.alpha, out.ok, out.pattern = v[1], True, pattern
+                    out.alpha, out.pattern = v[1], pattern
+                if gap <= accept:
+                    out.ok = True
                     return out
                 if not v[2]:  # a regular square system that does not certify: the next iterate
                     break
@@ -288,5 +298,4 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         Z = [z + ad * b for z, b in zip(Z, dz)]
         lam = lam + ad * dl
         level = system.level
-    out.alpha = np.clip(lam / cn, 0.0, 1.0)
     return out
