@@ -190,25 +190,35 @@ def _step(vs, dvs) -> float:
     return t
 
 
-def _pattern(X, Z, lam, cn, square: bool = True):
-    """Candidate (S, sign, M, L) of an interior point iterate; with ``square`` made square
-    (|M| = |S|, the vertex of a basis): the margin rows whose multiplier is nearest a bound go to
-    that bound, or the support columns whose value is smallest against their dual slack leave."""
+def _pattern(X, Z, lam, cn, mode: str = "shrink"):
+    """Candidate (S, sign, M, L) of an interior point iterate: S the coefficients above their dual
+    slack, M the rows whose two slacks are both below their duals. A vertex of a basis has
+    |M| = |S|; mode "shrink" moves the surplus margin rows whose multiplier is nearest a bound to
+    it, or drops the surplus support columns of smallest value against their dual slack; "grow"
+    adds the columns (rows) nearest to entering instead; "raw" keeps the pattern as it is."""
     (wp, wm, xi, sg), (zp, zm, zxi, zsg) = X, Z
-    S = np.flatnonzero((wp > zp) | (wm > zm))
-    M = np.flatnonzero((xi < zxi) & (sg < zsg))
+    ratio = np.maximum(wp / zp, wm / zm)  # > 1: in S
+    margin = np.maximum(xi / zxi, sg / zsg)  # < 1: in M
+    S = np.flatnonzero(ratio > 1)
+    M = np.flatnonzero(margin < 1)
     L = np.flatnonzero(xi >= zxi)
-    if not square:
-        pass
-    elif len(M) > len(S):
+    extra = len(M) - len(S)
+    if mode == "shrink" and extra > 0:
         a = lam[M] / cn[M]
         order = np.argsort(np.minimum(a, 1.0 - a))
-        drop = M[order[: len(M) - len(S)]]
+        drop = M[order[:extra]]
         L = np.sort(np.concatenate([L, drop[lam[drop] / cn[drop] > 0.5]]))
-        M = np.sort(M[order[len(M) - len(S):]])
-    elif len(S) > len(M):
-        ratio = np.maximum(wp[S] / zp[S], wm[S] / zm[S])
-        S = np.sort(S[np.argsort(-ratio)[: len(M)]])
+        M = np.sort(M[order[extra:]])
+    elif mode == "shrink" and extra < 0:
+        S = np.sort(S[np.argsort(-ratio[S])[: len(M)]])
+    elif mode == "grow" and extra > 0:
+        out = np.flatnonzero(ratio <= 1)
+        S = np.sort(np.concatenate([S, out[np.argsort(-ratio[out])[:extra]]]))
+    elif mode == "grow" and extra < 0:
+        out = np.flatnonzero(margin >= 1)
+        add = out[np.argsort(margin[out])[:-extra]]
+        M = np.sort(np.concatenate([M, add]))
+        L = np.setdiff1d(L, add)
     return S, np.sign(wp[S] - wm[S]), M, L
 
 
@@ -247,16 +257,17 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         best_res = min(best_res, res)
         if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
             break
-        if out.rel_gap <= CLOSE_GAP:
+        if out.rel_gap <= CLOSE_GAP:  # near the vertex: exact Newton systems from here on
+            level = 2
             close += 1
             if close > CLOSE_ITERATIONS:  # near but not at the vertex: the LP repairs the best one
                 break
         if abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj)):
-            for square in (True, False):  # the square pattern; the indicators' own if it is singular
-                S, sign, M, L = pattern = _pattern(X, Z, lam, cn, square)
+            for mode in ("shrink", "grow", "raw"):  # square patterns first
+                S, sign, M, L = pattern = _pattern(X, Z, lam, cn, mode)
                 key = (S.tobytes(), M.tobytes())
                 if not len(S) or key in tried:
-                    break
+                    continue
                 tried.add(key)
                 v = vertex(A0, s, reg, S, sign, M, L, lam / cn)
                 if v is None:
@@ -271,8 +282,6 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
                 if gap <= accept:
                     out.ok = True
                     return out
-                if not v[2]:  # a regular square system that does not certify: the next iterate
-                    break
         th = [x / z for x, z in zip(X, Z)]
         thw, dn = th[0] + th[1], th[2] + th[3]
         try:
@@ -297,5 +306,5 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         X = [x + ap * a for x, a in zip(X, dx)]
         Z = [z + ad * b for z, b in zip(Z, dz)]
         lam = lam + ad * dl
-        level = system.level
+        level = max(level, system.level)
     return out
