@@ -176,3 +176,21 @@ def test_a_vertex_that_does_not_certify_hands_its_basis_to_the_simplex(monkeypat
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
     primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
+
+
+def test_rows_of_zero_weight_are_left_out_and_the_vertex_still_certifies(monkeypatch):
+    D, y = _binary(160, 80, 9)
+    weights = np.ones(len(y))
+    weights[::4] = 0.0
+    reg = reg_max(D[weights > 0], y[weights > 0], "hinge") / 30
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        _, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)
+    _vertex_always(monkeypatch)
+    W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)
+    assert info["state"].log[-1][0] in ("vertex", "vertex+simplex")
+    assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
+    kept = weights > 0
+    primal, gap = _gap_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
+    assert primal == pytest.approx(info["primal"], rel=1e-12)
+    assert gap <= 1e-9 * max(1.0, primal)

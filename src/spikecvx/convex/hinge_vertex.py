@@ -224,6 +224,23 @@ def _pattern(X, Z, lam, cn, mode: str = "shrink"):
 
 def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
                  max_iter: int = 40) -> Identified:
+    """``_identify`` on the rows of positive weight (rows of weight 0 change nothing; their alpha
+    is 0 and they are in no pattern)."""
+    rows = np.flatnonzero(s > 0)
+    if len(rows) == len(s):
+        return _identify(Du, y, s, reg, accept, max_iter)
+    out = _identify(DesignMatrix(Du.D[rows]), y[rows], s[rows], reg, accept, max_iter)
+    alpha = np.zeros(len(s))
+    alpha[rows] = out.alpha
+    out.alpha = alpha
+    if out.pattern is not None:
+        S, sign, M, L = out.pattern
+        out.pattern = (S, sign, rows[M], rows[L])
+    return out
+
+
+def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
+              max_iter: int) -> Identified:
     """The vertex of hinge + L1 for one output (distinct rows Du, labels y, weights s summing to
     1), by a dense primal-dual interior point method on
 
