@@ -22,6 +22,11 @@ Why this is fast (see docs/design/hinge.md for measurements):
   the small-reg end of a path (where the solution stops moving) it is often still optimal.
 * **Complemented dense columns**, one interior-point solve for cold starts on most columns, and a
   least-squares polish of w onto the margin equations (see ``_DualLP`` and ``_polish``).
+* **The vertex identified instead of pivoted to** (``hinge_vertex``): on cold starts on most
+  columns, and when the warm simplex needs more than ``WARM_PIVOTS`` pivots, a dense interior
+  point method names the support and margin rows, the vertex is two dense solves, and it is kept
+  only if its certificate is tight; its basis then becomes the LP's (``_DualLP.set_vertex``), or,
+  when it comes close without certifying, the simplex repairs that basis.
 
 The certificate is computed here in float64 over every row and column of the full problem, from
 W and alpha scaled into the dual constraint, exactly as the working-set solver does (see
