@@ -6,15 +6,17 @@ Instances:
             sequences, seed 1; witness network seed 0, last width 2000 for T < 11, else 8000) along
             the quick preset's path: 6 values from reg_max to reg_max / 1000, warm-started
 spikecvx runs ``path`` as the experiments do (repeated rows merged, the hinge LPs and their bases
-kept from one value to the next). Each timing is the best of --repeat runs, wall clock and (in
+kept from one value to the next). With --lp the same path is also run by the LP engine alone
+(``hinge_fast`` with the identified vertex of ``hinge_vertex`` switched off: HiGHS's dual simplex
+and interior point method), in the same process. Each timing is the best of --repeat runs, wall clock and (in
 brackets) the process's CPU time, which a machine shared with other work inflates less; run
 single-threaded (OMP_NUM_THREADS=1 etc.) to compare engines on equal terms. With --cvxpy every
 value of every instance is also solved by CVXPY + Clarabel on the same objective (all rows, as a
 user would write it), and the ratio of the two times is printed with the largest relative
 difference of the objectives.
 
-Usage:  python benchmarks/bench_hinge.py [--instances dense xor6 xor8 xor11 xor14] [--repeat 2] [--cvxpy]
-        [--cache DIR]
+Usage:  python benchmarks/bench_hinge.py [--instances dense xor6 xor8 xor11 xor14] [--repeat 2] [--lp]
+        [--cvxpy] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 import numpy as np
 from _machine import machine_line
 
-from spikecvx.convex import path, reg_grid, reg_max
+from spikecvx.convex import hinge_fast, path, reg_grid, reg_max
 
 
 def dense_problem(n=2000, p=1000, density=0.4, seed=0):
@@ -66,10 +68,15 @@ def cached(folder, name, build, *args):
     return data["D"], data["y"]
 
 
-def run_path(D, y, regs):
-    t0, c0 = time.perf_counter(), time.process_time()
-    results = path(D, y, "hinge", "l1", regs=regs)
-    return time.perf_counter() - t0, time.process_time() - c0, [(r.primal, r.rel_gap) for r in results]
+def run_path(D, y, regs, lp_only=False):
+    saved = hinge_fast.VERTEX_MAX_ENTRIES
+    hinge_fast.VERTEX_MAX_ENTRIES = 0 if lp_only else saved
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        results = path(D, y, "hinge", "l1", regs=regs)
+        return time.perf_counter() - t0, time.process_time() - c0, [(r.primal, r.rel_gap) for r in results]
+    finally:
+        hinge_fast.VERTEX_MAX_ENTRIES = saved
 
 
 def run_cvxpy(D, y, regs):
@@ -98,13 +105,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--instances", nargs="+", default=["dense", "xor6", "xor8", "xor11"])
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--lp", action="store_true", help="also run the LP engine alone (no vertex identifier)")
     ap.add_argument("--cvxpy", action="store_true")
     ap.add_argument("--cache", metavar="DIR", help="keep the XOR dictionaries in DIR (NAME.npz) between runs")
     args = ap.parse_args()
     print(machine_line())
-    print("| instance | regs | spikecvx path s (CPU s) | worst rel. gap | CVXPY + Clarabel s (CPU s) | "
-          "speed-up (wall / CPU) | max rel. objective diff |")
-    print("|---|---|---|---|---|---|---|")
+    print("| instance | regs | spikecvx path s (CPU s) | worst rel. gap | LP engine s (CPU s) | "
+          "worst rel. gap | speed-up vs LP (wall / CPU) | CVXPY + Clarabel s (CPU s) | "
+          "speed-up vs CVXPY (wall / CPU) | "
+          "max rel. objective diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.instances:
         if name == "dense":
             D, y = dense_problem()
@@ -117,13 +127,21 @@ def main() -> None:
         t, c, ours = best_of(args.repeat, run_path, D, y, regs)
         worst = max(g for _, g in ours)
         row = f"| {name} {D.shape[0]}x{D.shape[1]} | {len(regs)} | {t:.2f} ({c:.2f}) | {worst:.1e} |"
-        if args.cvxpy:
-            t_ref, c_ref, ref = run_cvxpy(D, y, regs)
-            diff = max(abs(a - b) / max(1.0, abs(b)) for (a, _), b in zip(ours, ref))
-            row += f" {t_ref:.2f} ({c_ref:.2f}) | {t_ref / t:.1f}x / {c_ref / c:.1f}x | {diff:.1e} |"
+        diff = 0.0
+        if args.lp:
+            t_lp, c_lp, lp = best_of(args.repeat, run_path, D, y, regs, True)
+            diff = max(abs(a - b) / max(1.0, abs(b)) for (a, _), (b, _) in zip(ours, lp))
+            worst_lp = max(g for _, g in lp)
+            row += f" {t_lp:.2f} ({c_lp:.2f}) | {worst_lp:.1e} | {t_lp / t:.1f}x / {c_lp / c:.1f}x |"
         else:
             row += " | | |"
-        print(row, flush=True)
+        if args.cvxpy:
+            t_ref, c_ref, ref = run_cvxpy(D, y, regs)
+            diff = max(diff, max(abs(a - b) / max(1.0, abs(b)) for (a, _), b in zip(ours, ref)))
+            row += f" {t_ref:.2f} ({c_ref:.2f}) | {t_ref / t:.1f}x / {c_ref / c:.1f}x |"
+        else:
+            row += " | |"
+        print(row + f" {diff:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -161,13 +161,14 @@ def test_too_few_rounds_is_reported_not_hidden():
         solve_hinge_l1(D, y, reg, state={})
 
 
-def test_cold_start_on_most_columns_uses_the_interior_point_method_and_matches():
+def test_cold_start_on_most_columns_identifies_the_vertex_and_matches():
     D, y = _binary(150, 600, 12, density=0.3)
     g = np.sort(np.abs(D.T.astype(float) @ y) / len(y))[::-1]
     reg = 0.999 * g[510]  # at least 511 columns violate their dual constraint at W = 0
     assert reg > 0
     W, alpha, info = solve_hinge_l1(D, y, reg, tol=1e-9)
-    assert info["working_set"][0] >= 500  # every violated column entered the first LP
+    assert info["state"].log[-1][0] == "vertex" and info["pivots"] == 0  # no simplex pivot
+    assert info["working_set"][0] == np.count_nonzero(W)  # the LP holds the vertex's basis
     assert info["primal"] == pytest.approx(solve(D, y, "hinge", reg=reg, tol=1e-9).primal, rel=1e-8)
     _, gap = _independent_gap(D, y[:, None], W, alpha, reg, np.ones(len(y)))
     assert gap <= 1e-9 * max(1.0, info["primal"])

@@ -22,6 +22,11 @@ Why this is fast (see docs/design/hinge.md for measurements):
   the small-reg end of a path (where the solution stops moving) it is often still optimal.
 * **Complemented dense columns**, one interior-point solve for cold starts on most columns, and a
   least-squares polish of w onto the margin equations (see ``_DualLP`` and ``_polish``).
+* **The vertex identified instead of pivoted to** (``hinge_vertex``): on cold starts on most
+  columns, and when the warm simplex needs more than ``WARM_PIVOTS`` pivots, a dense interior
+  point method names the support and margin rows, the vertex is two dense solves, and it is kept
+  only if its certificate is tight; its basis then becomes the LP's (``_DualLP.set_vertex``), or,
+  when it comes close without certifying, the simplex repairs that basis.
 
 The certificate is computed here in float64 over every row and column of the full problem, from
 W and alpha scaled into the dual constraint, exactly as the working-set solver does (see
@@ -33,16 +38,29 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._validation import check_int, check_positive, check_real_array
 from .hinge_programs import lp_scale
+from .hinge_vertex import identify_ipm
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
 _IPM_MIN_COLUMNS = 500  # a cold start with at least this many (and half of all) columns violated uses the IPM
+# dual simplex pivots per output and value, from a kept basis, before the vertex is identified by
+# the dense interior point method instead (``hinge_vertex``); the simplex resumes if that fails
+WARM_PIVOTS = 1000
+WARM_PIVOTS_AFTER_VERTEX = 100
+# a vertex from ``hinge_vertex`` is accepted when its relative gap over the distinct rows is at most
+# this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 on the benchmarks)
+VERTEX_ACCEPT = 1e-11
+# an identified vertex that does not certify but whose gap is at most this hands its basis to the
+# simplex, which repairs it
+REPAIR_GAP = 1e-2
+# the dense identifier holds the distinct rows x all columns in float64: at most this many entries
+VERTEX_MAX_ENTRIES = 2**24
 
 
 def _new_highs():
@@ -79,6 +97,7 @@ class HingeState:
     inverse: np.ndarray  # the pair of each row
     s: np.ndarray  # weight of each pair: merged counts / sum(counts)
     Du: DesignMatrix  # the distinct rows, in D's own dtype
+    log: list = field(default_factory=list)  # per output and call: (route, simplex pivots, IPM iterations)
 
 
 def _fingerprint(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray) -> tuple:
@@ -208,46 +227,83 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     rounds = pivots = 0
     output_rounds = []
     G_all = Du.rmatmul(Yu * s[:, None])  # D^T (y s): the dual constraint at alpha = 1
+    accept = min(tol, VERTEX_ACCEPT)
+    dense_ok = len(first) * M.p <= VERTEX_MAX_ENTRIES
     for c in range(C):
         lp = state.lps[c]
         if lp is None:
             lp = state.lps[c] = _DualLP(Du, Yu[:, c], s)
         if lp.reg != reg:
             lp.set_reg(reg)
-        method = "simplex"
+        method, found, budget, used, ipm_its = "simplex", None, None, 0, 0
         if not lp.cols:  # seed: the warm start's support and the columns most violated at W = 0
             g = np.abs(G_all[:, c])
             violated = np.flatnonzero(g > reg)
             if len(violated) >= max(_IPM_MIN_COLUMNS, M.p // 2):
-                # most columns would enter: one interior-point solve (with crossover, for a basis) on
-                # every column costs less than generating them (docs/design/hinge.md) and needs no
-                # second round
-                seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
+                # most columns would enter: the vertex is identified by the dense interior point
+                # method (hinge_vertex) or, failing that, HiGHS's interior point method with
+                # crossover solves once on every column (docs/design/hinge.md)
+                found = _identify(Du, Yu[:, c], s, reg, accept, lp) if dense_ok else None
+                ipm_its += found[2] if found else 0
+                if found is not None and found[3]:  # the simplex from the identified basis
+                    seed = set()
+                else:
+                    seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
             else:
                 top = np.argsort(-g)[: min(M.p, 100)]
                 seed = set(top[g[top] > reg].tolist())
             if warm_start is not None:
                 seed |= set(np.flatnonzero(warm_start[:, c]).tolist())
-            lp.add(sorted(seed))
-        for r in range(max_rounds):
-            rounds += 1
-            w_lp, a, piv = lp.run(method if r == 0 else "simplex")
-            pivots += piv
-            corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])  # |D^T U| / scale
-            viol = corr - reg
-            viol[lp.cols] = -np.inf
-            bad = np.flatnonzero(viol > 1e-9 * reg)
-            if len(bad) == 0 or r == max_rounds - 1:
-                break
-            # the most violated first; in the second half of the rounds every violated column, so
-            # that the rounds suffice (column generation with everything at once, as the
-            # working-set solver does)
-            if len(bad) > max_add and 2 * (r + 1) < max_rounds:
-                bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
-            lp.add(np.sort(bad))
+            if found is None or found[0] is None:
+                lp.add(sorted(seed))
+        elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots (fewer after a
+            # value that needed the vertex: the path is in its moving part)
+            budget = WARM_PIVOTS if lp.routed is None else WARM_PIVOTS_AFTER_VERTEX
+        r = 0
+        if found is not None and found[0] is not None:
+            W[:, c], a, corr = found[0], found[1], None
+            state.log.append(("vertex", 0, ipm_its))
+        else:
+            for r in range(max_rounds):
+                rounds += 1
+                lp.limit = None if budget is None else budget - used
+                w_lp, a, piv = lp.run(method if r == 0 else "simplex")
+                pivots += piv
+                used += piv
+                if lp.limit is not None and lp.limited:
+                    budget = lp.limit = None  # the simplex runs to the end if the vertex fails
+                    found = _identify(Du, Yu[:, c], s, reg, accept, lp)
+                    ipm_its += found[2]
+                    if found[0] is not None:
+                        break
+                    w_lp, a, piv = lp.run("simplex")
+                    pivots += piv
+                    used += piv
+                corr = np.abs(Du.rmatmul((Yu[:, c] * a * s)[:, None])[:, 0])  # |D^T U| / scale
+                viol = corr - reg
+                viol[lp.cols] = -np.inf
+                bad = np.flatnonzero(viol > 1e-9 * reg)
+                if len(bad) == 0 or r == max_rounds - 1:
+                    break
+                # the most violated first; in the second half of the rounds every violated column, so
+                # that the rounds suffice (column generation with everything at once, as the
+                # working-set solver does)
+                if len(bad) > max_add and 2 * (r + 1) < max_rounds:
+                    bad = bad[np.argpartition(-viol[bad], max_add - 1)[:max_add]]
+                lp.add(np.sort(bad))
+            if found is not None and found[0] is not None:
+                W[:, c], a = found[0], found[1]
+                state.log.append(("simplex+vertex", used, ipm_its))
+            elif found is not None and found[3]:  # the simplex repaired the identified basis
+                W[lp.cols, c] = w_lp
+                W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
+                state.log.append(("vertex+simplex", used, ipm_its))
+            else:
+                W[lp.cols, c] = w_lp
+                W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
+                state.log.append(("simplex", used, ipm_its))
+                lp.routed = None
         output_rounds.append(r + 1)
-        W[lp.cols, c] = w_lp
-        W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
         alpha_u[:, c] = a
 
     alpha = alpha_u[inverse]
@@ -256,6 +312,21 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 pivots=pivots, time=time.perf_counter() - t0, state=state,
                 working_set=[len(lp.cols) for lp in state.lps])
     return W, alpha, info
+
+
+def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
+    """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, iterations, based), w None when it
+    did not certify. A certified vertex becomes the LP's basis, for the simplex's warm start at the
+    next value of a path; otherwise the best pattern tried does (``based``) when its gap is at
+    most ``REPAIR_GAP``, for the simplex to repair."""
+    found = identify_ipm(Du, y, s, reg, accept)
+    lp.routed = found.ok or None
+    based = found.pattern is not None and (found.ok or found.rel_gap <= REPAIR_GAP)
+    if based:
+        lp.set_vertex(*found.pattern, found.w, found.alpha)
+    if not found.ok:
+        return None, None, found.iterations, based
+    return found.w, found.alpha, found.iterations, based
 
 
 def _polish(Du: DesignMatrix, y, s, a, w, reg, top, rel: float = 1e-12) -> np.ndarray:
@@ -306,6 +377,8 @@ class _DualLP:
         import highspy
 
         self.Du, self.cols, self.reg = Du, [], None
+        self.routed = None  # True when the last value's vertex came from ``hinge_vertex``
+        self.limit, self.limited = None, False  # simplex pivot limit of ``run``, and whether it stopped it
         self.k = 1.0 / s.max()
         self.sy = s * self.k * y
         self.n = len(y)
@@ -358,24 +431,71 @@ class _DualLP:
             b = reg * self.k
             self.highs.changeRowsBounds(m, np.arange(1, m + 1, dtype=np.int32), np.full(m, -b), np.full(m, b))
 
+    def set_vertex(self, S, sign, M, L, w, alpha) -> None:
+        """Make the basis of the vertex (w, alpha) with support S (signs ``sign``), margin rows M
+        (alpha basic) and rows L at alpha = 1 the LP's basis: the dual constraints of S are
+        active, at the bound of their sign. A degenerate vertex (|M| != |S|) becomes a basis by
+        moving the margin rows whose alpha is nearest a bound to it, or by making the support
+        columns of smallest |w| basic. Adds the constraints of S that the LP lacks. If HiGHS
+        refuses the basis, the LP keeps the one it had."""
+        import highspy
+
+        S, sign, M = np.asarray(S), np.asarray(sign), np.asarray(M)
+        have = set(self.cols)
+        self.add(sorted(int(j) for j in S if int(j) not in have))
+        pos = {j: r + 1 for r, j in enumerate(self.cols)}
+        B = highspy.HighsBasisStatus
+        col = np.full(self.n + 1, int(B.kLower))
+        col[np.asarray(L, dtype=np.int64)] = int(B.kUpper)
+        row = np.full(len(self.cols) + 1, int(B.kBasic))
+        row[0] = int(B.kLower)  # the q equality
+        if len(M) > len(S):
+            order = np.argsort(np.minimum(alpha[M], 1.0 - alpha[M]))
+            off = M[order[: len(M) - len(S)]]
+            col[off] = np.where(alpha[off] > 0.5, int(B.kUpper), int(B.kLower))
+            M = M[order[len(M) - len(S):]]
+        active = np.ones(len(S), dtype=bool)
+        if len(S) > len(M):
+            active[np.argsort(np.abs(w[S]))[: len(S) - len(M)]] = False
+        col[M.astype(np.int64)] = int(B.kBasic)
+        col[self.n] = int(B.kBasic)  # q, free
+        for j, sg in zip(S[active], sign[active]):
+            row[pos[int(j)]] = int(B.kUpper if sg > 0 else B.kLower)
+        basis = highspy.HighsBasis()
+        basis.col_status = [B(int(v)) for v in col]
+        basis.row_status = [B(int(v)) for v in row]
+        basis.valid = True
+        self.highs.setBasis(basis)
+
     def run(self, method: str = "simplex"):
         """Solve (dual simplex, from the kept basis when there is one, or the interior point method with
-        crossover); returns (w for self.cols, alpha, simplex pivots)."""
+        crossover); returns (w for self.cols, alpha, simplex pivots). The simplex stops after
+        ``self.limit`` pivots when that is set, and ``self.limited`` says whether it did."""
         h = self.highs
         h.setOptionValue("solver", method)
         h.setOptionValue("run_crossover", "on")
         h.setOptionValue("simplex_strategy", 1)
-        sol = _solve(h)
+        limit = 2**31 - 1 if self.limit is None else max(1, int(self.limit))
+        h.setOptionValue("simplex_iteration_limit", limit)
+        sol = _solve(h, self.limit is not None)
         a = np.clip(np.asarray(sol.col_value)[: self.n], 0.0, 1.0)
         w = -np.asarray(sol.row_dual)[1:]
+        self.limited = h.getModelStatus() != _optimal()
         return w, a, int(h.getInfo().simplex_iteration_count)
 
 
-def _solve(h):
+def _optimal():
+    import highspy
+
+    return highspy.HighsModelStatus.kOptimal
+
+
+def _solve(h, limited: bool = False):
     import highspy
 
     h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(h.getModelStatus())}")
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal and not (
+            limited and status == highspy.HighsModelStatus.kIterationLimit):
+        raise RuntimeError(f"HiGHS failed on the hinge LP: {h.modelStatusToString(status)}")
     return h.getSolution()
-

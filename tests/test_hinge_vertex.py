@@ -1,0 +1,196 @@
+"""The identified vertex of hinge + L1 (hinge_vertex.identify_ipm and its use in hinge_fast):
+the same optimum and as tight a certificate as the LP engine and CVXPY, on random, tied,
+duplicate-column, all-zero-column and degenerate instances, along paths; the LP fallback."""
+
+import numpy as np
+import pytest
+
+from spikecvx.convex import hinge_fast as hf
+from spikecvx.convex import reg_max
+from spikecvx.convex.hinge_vertex import _gap, identify_ipm, vertex
+from spikecvx.convex.matrix import DesignMatrix
+
+cp = pytest.importorskip("cvxpy")
+
+
+def _binary(n, p, seed, density=0.4):
+    rng = np.random.default_rng(seed)
+    D = (rng.random((n, p)) < density).astype(np.uint8)
+    score = D[:, : min(10, p)] @ rng.normal(size=min(10, p)) + 0.5 * rng.normal(size=n)
+    return D, np.where(score > np.median(score), 1.0, -1.0)
+
+
+def _cvxpy(D, y, reg):
+    w = cp.Variable(D.shape[1])
+    obj = cp.sum(cp.pos(1 - cp.multiply(y, D.astype(float) @ w))) / len(y) + reg * cp.norm1(w)
+    prob = cp.Problem(cp.Minimize(obj))
+    prob.solve(solver=cp.CLARABEL)
+    return prob.value
+
+
+def _gap_by_hand(D, y, w, alpha, reg):
+    """primal - dual from the definitions (1/n weights), no package code."""
+    D = D.astype(np.float64)
+    n = len(y)
+    primal = np.mean(np.maximum(0, 1 - y * (D @ w))) + reg * np.abs(w).sum()
+    U = -y * alpha / n
+    scale = min(1.0, reg / np.abs(D.T @ U).max())
+    return primal, primal - scale * np.sum(alpha) / n
+
+
+def _lp_only(monkeypatch):
+    """The engine without the identified vertex: HiGHS's LPs alone."""
+    monkeypatch.setattr(hf, "VERTEX_MAX_ENTRIES", 0)
+
+
+def _vertex_always(monkeypatch):
+    """The vertex route wherever it applies: cold starts on half of the columns, warm starts after
+    one simplex pivot."""
+    monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)
+    monkeypatch.setattr(hf, "WARM_PIVOTS", 1)
+    monkeypatch.setattr(hf, "WARM_PIVOTS_AFTER_VERTEX", 1)
+
+
+@pytest.mark.parametrize("seed,frac", [(0, 5), (1, 30), (2, 300)])
+def test_identified_vertex_certifies_and_matches_cvxpy(seed, frac):
+    D, y = _binary(150, 80, seed)
+    reg = reg_max(D, y, "hinge") / frac
+    Du = DesignMatrix(D)
+    s = np.full(len(y), 1.0 / len(y))
+    found = identify_ipm(Du, y, s, reg, accept=1e-11)
+    assert found.ok and found.rel_gap <= 1e-11
+    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    assert 0 <= gap <= 1e-11 * max(1.0, primal)
+    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    S, sign, M, L = found.pattern
+    assert np.all(found.w[S] * sign >= 0) and np.count_nonzero(found.w) <= len(S)
+    assert np.allclose(y[M] * (D[M].astype(float) @ found.w), 1.0, atol=1e-10)  # the margin rows
+    assert np.all(y[L] * (D[L].astype(float) @ found.w) <= 1 + 1e-10)  # alpha = 1 inside the margin
+
+
+def test_a_wrong_pattern_is_refused_by_its_certificate():
+    D, y = _binary(150, 80, 3)
+    reg = reg_max(D, y, "hinge") / 30
+    Du = DesignMatrix(D)
+    s = np.full(len(y), 1.0 / len(y))
+    found = identify_ipm(Du, y, s, reg, accept=1e-11)
+    S, sign, M, L = found.pattern
+    A = y[:, None] * D.astype(np.float64)
+    ok = vertex(A, s, reg, S, sign, M, L)
+    assert _gap(A, s, reg, S, ok[0], ok[1]) <= 1e-11
+    # one support column and one margin row fewer: a vertex of the wrong pattern
+    bad = vertex(A, s, reg, S[1:], sign[1:], M[1:], L)
+    assert bad is None or _gap(A, s, reg, S[1:], bad[0], bad[1]) > 1e-6
+
+
+@pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])
+def test_vertex_route_equals_the_lp_engine_on_degenerate_instances(case, monkeypatch):
+    rng = np.random.default_rng(7)
+    D, y = _binary(160, 70, 4)
+    if case == "ties":  # integer scores: many rows exactly on the margin at once
+        y = np.where(D[:, :3].sum(axis=1) >= 2, 1.0, -1.0)
+    elif case == "duplicate_columns":
+        D[:, 35:] = D[:, :35]
+    elif case == "zero_columns":
+        D[:, ::3] = 0
+    else:  # 12 distinct rows, repeated with merged counts
+        D = D[rng.integers(0, 12, size=160)]
+    reg = reg_max(D, y, "hinge") / 40
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        _, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    _vertex_always(monkeypatch)
+    W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9, abs=1e-12)
+    assert info["primal"] == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    assert gap <= 1e-9 * max(1.0, primal) and gap == pytest.approx(info["gap"], abs=1e-13)
+    assert info["rel_gap"] <= max(1e-11, 10 * ref["rel_gap"])
+
+
+def test_path_through_the_vertex_route_hands_its_basis_to_the_lp(monkeypatch):
+    D, y = _binary(200, 90, 5)
+    top = reg_max(D, y, "hinge")
+    regs = top * np.array([0.5, 0.1, 0.02, 0.004])
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        ref, state = [], None
+        for reg in regs:
+            _, _, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, state=state)
+            ref.append(info["primal"])
+            state = info["state"]
+    _vertex_always(monkeypatch)
+    state, routes = None, []
+    for reg, value in zip(regs, ref):
+        W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, state=state)
+        state = info["state"]
+        routes.append(state.log[-1][0])
+        assert info["primal"] == pytest.approx(value, rel=1e-9)
+        assert info["rel_gap"] <= 1e-11
+    assert "simplex+vertex" in routes  # the warm simplex was cut short and the vertex took over
+    # the basis of the last identified vertex is optimal for the LP: the same value again costs
+    # the warm simplex no pivot
+    monkeypatch.setattr(hf, "WARM_PIVOTS", 10**6)
+    monkeypatch.setattr(hf, "WARM_PIVOTS_AFTER_VERTEX", 10**6)
+    assert state.log[-1][0] == "simplex+vertex"
+    _, _, again = hf.solve_hinge_l1(D, y, regs[-1], tol=1e-9, state=state)
+    assert state.log[-1] == ("simplex", 0, 0)
+    assert again["primal"] == pytest.approx(ref[-1], rel=1e-9)
+
+
+def test_lp_fallback_when_no_vertex_certifies(monkeypatch):
+    D, y = _binary(150, 80, 6)
+    reg = reg_max(D, y, "hinge") / 30
+    _vertex_always(monkeypatch)
+    calls = []
+
+    def give_up(*args, **kwargs):  # an identifier that stops before any vertex is tried
+        calls.append(1)
+        return identify_ipm(*args, **kwargs, max_iter=2)
+
+    monkeypatch.setattr(hf, "identify_ipm", give_up)
+    W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    assert calls and info["state"].log[-1][0] == "simplex"
+    assert info["working_set"][0] >= 40  # the cold start went to HiGHS's interior point method
+    assert info["primal"] == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    assert gap <= 1e-9 * max(1.0, primal)
+
+
+def test_a_vertex_that_does_not_certify_hands_its_basis_to_the_simplex(monkeypatch):
+    D, y = _binary(180, 90, 8)
+    reg = reg_max(D, y, "hinge") / 40
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        W_ref, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    _vertex_always(monkeypatch)
+
+    def never_certify(Du, y_, s, reg_, accept, **kwargs):  # every vertex refused: the best one's basis
+        return identify_ipm(Du, y_, s, reg_, accept=-1.0, **kwargs)
+
+    monkeypatch.setattr(hf, "identify_ipm", never_certify)
+    W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    route, pivots, iterations = info["state"].log[-1]
+    assert route == "vertex+simplex" and iterations > 0
+    assert pivots <= 20  # the simplex repaired a near-optimal basis, it did not start over
+    assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
+    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    assert gap <= 1e-9 * max(1.0, primal)
+
+
+def test_rows_of_zero_weight_are_left_out_and_the_vertex_still_certifies(monkeypatch):
+    D, y = _binary(160, 80, 9)
+    weights = np.ones(len(y))
+    weights[::4] = 0.0
+    reg = reg_max(D[weights > 0], y[weights > 0], "hinge") / 30
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        _, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)
+    _vertex_always(monkeypatch)
+    W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)
+    assert info["state"].log[-1][0] in ("vertex", "vertex+simplex")
+    assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
+    kept = weights > 0
+    primal, gap = _gap_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
+    assert primal == pytest.approx(info["primal"], rel=1e-12)
+    assert gap <= 1e-9 * max(1.0, primal)
