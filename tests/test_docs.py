@@ -191,3 +191,17 @@ def test_hook_warns_when_a_file_holds_another_preset(tmp_path):
         warned = f'!!! warning "Not the {name} preset"' in hook.render(name, tmp_path)
         assert warned == (name != preset)
     assert "Not the" not in hook.render(preset, tmp_path)
+
+
+def test_committed_result_configs_match_their_results():
+    """Each config in docs/results is valid today and its results line is a run of that config."""
+    from spikecvx.experiments.presets import expand, load_config
+
+    cells = expand(load_config(DOCS / "results" / "mnist_full_4ranks.toml"))
+    records = [json.loads(line) for line in (DOCS / "results" / "mnist_full_4ranks.jsonl").open()]
+    assert len(cells) == len(records) == 1
+    ran = records[0]["cell"]
+    for key in ("task", "method", "T", "n_train", "n_val", "n_test", "epochs", "n_regs", "min_ratio"):
+        assert ran[key] == cells[0][key], key
+    assert ran["net"]["last_width"] == cells[0]["net"]["last_width"] == 16384
+    assert records[0]["result"]["certificates"]["digit"]["rel_gap"] <= 1e-6
