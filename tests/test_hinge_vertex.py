@@ -194,3 +194,24 @@ def test_rows_of_zero_weight_are_left_out_and_the_vertex_still_certifies(monkeyp
     primal, gap = _gap_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
     assert primal == pytest.approx(info["primal"], rel=1e-12)
     assert gap <= 1e-9 * max(1.0, primal)
+
+
+def test_a_warm_start_on_a_grown_dictionary_reaches_the_lp_engines_optimum(monkeypatch):
+    """Witness search re-solves with the previous solution on a dictionary grown by new columns:
+    the identified vertex's constraints and the warm start's support overlap, and each column
+    must enter the LP once (a duplicated constraint split its coefficient)."""
+    rng = np.random.default_rng(0)
+    D = (rng.random((600, 400)) < 0.5).astype(np.uint8)
+    y = np.where(D[:, :7].sum(1) % 2 == 0, 1.0, -1.0)
+    reg = 0.03 * reg_max(D, y, "hinge", "l1")
+    w0, _, info0 = hf.solve_hinge_l1(D, y, reg)
+    D2 = np.hstack([D, (rng.random((600, 300)) < 0.5).astype(np.uint8)])
+    warm = np.vstack([w0, np.zeros((300, 1))])
+    w, alpha, info = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
+    assert info0["rel_gap"] <= 1e-9 and info["rel_gap"] <= 1e-9
+    assert info["working_set"][0] <= D2.shape[1]
+    primal, gap = _gap_by_hand(D2, y, w[:, 0], alpha[:, 0], reg)
+    assert gap <= 1e-9 * max(1.0, primal)
+    monkeypatch.setattr(hf, "VERTEX_MAX_ENTRIES", 0)  # today's LP route, for reference
+    w_lp, _, info_lp = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
+    assert primal == pytest.approx(info_lp["primal"], rel=1e-9)

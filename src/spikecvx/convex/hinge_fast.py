@@ -397,8 +397,10 @@ class _DualLP:
         self.highs.passModel(lp)
 
     def add(self, js) -> None:
-        """Append the dual constraint rows of dictionary columns ``js``."""
-        js = [int(j) for j in js]
+        """Append the dual constraint rows of dictionary columns ``js`` (those the LP lacks: a
+        column's constraint appears once, so each LP row maps to one coefficient)."""
+        have = set(self.cols)
+        js = [j for j in dict.fromkeys(int(j) for j in js) if j not in have]
         if not js:
             return
         X = self.Du.columns(np.asarray(js))
