@@ -52,11 +52,11 @@ SUB_TOL_FRACTION = 0.3
 FINAL_SUB_TOL_FRACTION = 0.5
 # Columns with a norm below this count as empty (they never enter the working set).
 MIN_COLUMN_NORM = 1e-12
-# BLAS threads while a problem is solved (None: as the BLAS is configured). The solver's products
-# are skinny (C outputs), its factorisations small: OpenBLAS threads gain little there and, on
-# cores shared with other work, spin against it (docs/design/convex.md: the MNIST preset path
-# took 3.6x the CPU time with 2 threads on 2 busy cores).
-BLAS_THREADS: int | None = 1
+# BLAS threads while a problem is solved (None: as the BLAS is configured). On idle cores the
+# BLAS's own threads shorten the wall time (MNIST preset path 18.3 -> 14.9 s on 2 cores); on cores
+# shared with other work they spin against it (3.6x the CPU time at load 16), where 1 is better
+# (docs/design/convex.md).
+BLAS_THREADS: int | None = None
 _blas_controller = None
 
 __all__ = ["LOSSES", "Problem", "SolveResult", "prepare", "reg_max", "solve", "solve_problem"]
