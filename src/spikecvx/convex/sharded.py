@@ -281,15 +281,10 @@ class ShardedProblem(Problem):
             decrease = float(np.sum(g * dW)) + reg * (pen.value(W + dW) - pen.value(W))
             if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
                 break
-            R, t = X @ dW, 1.0
-            for _ in range(40):
-                new = objective(Z + t * R, W + t * dW)
-                if new <= obj + 1e-4 * t * decrease:
-                    break
-                t *= 0.5
-            else:
+            step = _armijo(objective, W, Z, dW, X @ dW, obj, decrease)
+            if step is None:
                 break
-            W, Z, obj = W + t * dW, Z + t * R, new
+            W, Z, obj = step
         return W
 
     def _softmax_sharded(self, ws: np.ndarray) -> bool:
@@ -343,15 +338,10 @@ class ShardedProblem(Problem):
             decrease = float(np.sum(g * dW)) + reg * (pen.value(V) - pen.value(W))
             if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
                 break
-            R, t = X @ dW, 1.0
-            for _ in range(40):
-                new = objective(Z + t * R, W + t * dW)
-                if new <= obj + 1e-4 * t * decrease:
-                    break
-                t *= 0.5
-            else:
+            step = _armijo(objective, W, Z, dW, X @ dW, obj, decrease)
+            if step is None:
                 break
-            W, Z, obj = W + t * dW, Z + t * R, new
+            W, Z, obj = step
         return W
 
     def _gram_rows(self, ws: np.ndarray):
@@ -525,6 +515,19 @@ def _support_cg(g, hvp, W, V, reg, pen, hdiag):
         return float(np.sum(g * D)) + 0.5 * float(np.sum(D * HX)) + reg * pen.value(X_)
 
     return cand if model(cand, hvp(cand - W)) < model(V, HV) else V
+
+
+def _armijo(objective, W, Z, dW, R, obj: float, decrease: float):
+    """Backtracking by halving along dW from W (Z = X W, R = X dW) until the objective falls by
+    1e-4 of the model's decrease: the new (W, Z, objective), or None after 40 halvings. Every rank
+    runs the same evaluations (``objective`` all-reduces)."""
+    t = 1.0
+    for _ in range(40):
+        new = objective(Z + t * R, W + t * dW)
+        if new <= obj + 1e-4 * t * decrease:
+            return W + t * dW, Z + t * R, new
+        t *= 0.5
+    return None
 
 
 def _virtual_rows(Q: np.ndarray, B: np.ndarray):
