@@ -209,9 +209,34 @@ def test_a_warm_start_on_a_grown_dictionary_reaches_the_lp_engines_optimum(monke
     warm = np.vstack([w0, np.zeros((300, 1))])
     w, alpha, info = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
     assert info0["rel_gap"] <= 1e-9 and info["rel_gap"] <= 1e-9
-    assert info["working_set"][0] <= D2.shape[1]
+    assert info["state"].log[-1][0] == "vertex+simplex"  # the identified basis, then the warm start's columns
+    cols = info["state"].lps[0].cols
+    assert len(set(cols)) == len(cols)
     primal, gap = _gap_by_hand(D2, y, w[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
-    monkeypatch.setattr(hf, "VERTEX_MAX_ENTRIES", 0)  # today's LP route, for reference
+    monkeypatch.setattr(hf, "VERTEX_MAX_ENTRIES", 0)  # the LP route alone, for reference
     w_lp, _, info_lp = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
     assert primal == pytest.approx(info_lp["primal"], rel=1e-9)
+
+
+def test_a_factorisation_that_fails_mid_identifier_falls_back_to_the_lp(monkeypatch):
+    """When the identifier's normal matrix cannot be factorised at a higher precision level, the
+    solve goes on by the LP engine and still certifies (it must not raise)."""
+    from spikecvx.convex import hinge_vertex as hv
+
+    D, y = _binary(150, 80, 3)
+    reg = reg_max(D, y, "hinge", "l1") / 30
+    factor = hv._NormalSystem.factor
+
+    def failing(self, level):
+        if level >= 1:
+            raise np.linalg.LinAlgError("normal matrix not positive definite")
+        return factor(self, level)
+
+    monkeypatch.setattr(hv._NormalSystem, "factor", failing)
+    monkeypatch.setattr(hv, "SOLVE_TOL", 0.0)  # refinement always misses: the level goes up
+    monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)  # the cold start goes to the identifier
+    w, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    assert info["state"].log[-1][0] != "vertex"
+    primal, gap = _gap_by_hand(D, y, w[:, 0], alpha[:, 0], reg)
+    assert gap <= 1e-9 * max(1.0, primal)

@@ -252,7 +252,7 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
     the best vertex tried) after ``max_iter`` iterations, ``CLOSE_ITERATIONS`` iterations after a
     vertex within ``CLOSE_GAP``, or when the Newton systems fail."""
     n, p = len(y), Du.p
-    A0 = y[:, None] * Du.columns(np.arange(p))  # C order: row blocks and A0 @ v are fast
+    A0 = y[:, None] * Du.columns(np.arange(p))  # Fortran order, as the column block comes
     k = float(n)  # objective scaled so that s is about 1
     cw, cn = reg * k, s * k
     X = [np.ones(p), np.ones(p), np.ones(n), np.ones(n)]  # wp, wm, xi, sg
@@ -286,7 +286,10 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
                 if not len(S) or key in tried:
                     continue
                 tried.add(key)
-                v = vertex(A0, s, reg, S, sign, M, L, lam / cn)
+                try:
+                    v = vertex(A0, s, reg, S, sign, M, L, lam / cn)
+                except np.linalg.LinAlgError:  # a failed factorisation: the pattern is not a vertex
+                    v = None
                 if v is None:
                     continue
                 out.attempts += 1
@@ -314,11 +317,15 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
             dz = [(c - z * d) / x for c, z, d, x in zip(rc, Z, dx, X)]
             return dx, dl, dz
 
-        dx, dl, dz = direction([-x * z for x, z in zip(X, Z)])  # affine predictor
-        ap, ad = _step(X, dx), _step(Z, dz)
-        mu_aff = sum(float((x + ap * a) @ (z + ad * b)) for x, a, z, b in zip(X, dx, Z, dz)) / (2 * p + 2 * n)
-        sig = (mu_aff / mu) ** 3
-        dx, dl, dz = direction([sig * mu - x * z - a * b for x, z, a, b in zip(X, Z, dx, dz)])
+        try:  # a factorisation that fails at a higher precision level ends the identifier (LP fallback)
+            dx, dl, dz = direction([-x * z for x, z in zip(X, Z)])  # affine predictor
+            ap, ad = _step(X, dx), _step(Z, dz)
+            mu_aff = sum(float((x + ap * a) @ (z + ad * b))
+                         for x, a, z, b in zip(X, dx, Z, dz)) / (2 * p + 2 * n)
+            sig = (mu_aff / mu) ** 3
+            dx, dl, dz = direction([sig * mu - x * z - a * b for x, z, a, b in zip(X, Z, dx, dz)])
+        except np.linalg.LinAlgError:
+            break
         ap, ad = 0.995 * _step(X, dx), 0.995 * _step(Z, dz)
         X = [x + ap * a for x, a in zip(X, dx)]
         Z = [z + ad * b for z, b in zip(Z, dz)]

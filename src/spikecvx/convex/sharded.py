@@ -289,9 +289,11 @@ class ShardedProblem(Problem):
 
     def _softmax_sharded(self, ws: np.ndarray) -> bool:
         """Whether a softmax working set is solved on the rank-local rows (``_newton_hvp``) rather
-        than gathered on rank 0: when its rows, |ws| bytes each, would exceed
-        ``SOFTMAX_GATHER_MAX_BYTES`` (the same answer on every rank: it depends on global sizes)."""
-        return self.base.name == "softmax" and self.M.n_total * len(ws) > SOFTMAX_GATHER_MAX_BYTES
+        than gathered on rank 0: when its rows (|ws| entries each, in the agreed transfer dtype)
+        would exceed ``SOFTMAX_GATHER_MAX_BYTES`` (the same answer on every rank: it depends on
+        global sizes)."""
+        size = self.M.n_total * len(ws) * np.dtype(self.M.transfer_dtype).itemsize
+        return self.base.name == "softmax" and size > SOFTMAX_GATHER_MAX_BYTES
 
     def _newton_hvp(self, W0: np.ndarray, reg: float, tol_abs: float) -> np.ndarray:
         """Proximal Newton for softmax on the working set, on the rank-local rows: each Newton
