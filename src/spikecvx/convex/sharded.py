@@ -277,11 +277,7 @@ class ShardedProblem(Problem):
             if comm.rank == 0:  # the model's minimiser v: 1/2 v^T Q v - v^T (Q W - g) + reg pen(v)
                 L, Yv = _virtual_rows(Q, Q @ W - g)
                 V = prox_newton(L, Yv, W, DATAFITS["squared"], pen, reg, NEWTON_MODEL_TOL * tol_abs)
-            dW = comm.broadcast_object(V) - W
-            decrease = float(np.sum(g * dW)) + reg * (pen.value(W + dW) - pen.value(W))
-            if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
-                break
-            step = _armijo(objective, W, Z, dW, X @ dW, obj, decrease)
+            step = _newton_update(objective, g, pen, reg, W, Z, X, comm.broadcast_object(V) - W, obj)
             if step is None:
                 break
             W, Z, obj = step
@@ -336,11 +332,7 @@ class ShardedProblem(Problem):
             fista_iters = MODEL_FISTA_SUPPORT_ITER if pen.name in SUPPORT_NEWTON else MODEL_FISTA_MAX_ITER
             V = _model_fista(g, hvp, W, pen, reg, state, tol_abs, fista_iters)
             V = _support_cg(g, hvp, W, V, reg, pen, hdiag)
-            dW = V - W
-            decrease = float(np.sum(g * dW)) + reg * (pen.value(V) - pen.value(W))
-            if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
-                break
-            step = _armijo(objective, W, Z, dW, X @ dW, obj, decrease)
+            step = _newton_update(objective, g, pen, reg, W, Z, X, V - W, obj)
             if step is None:
                 break
             W, Z, obj = step
@@ -519,11 +511,15 @@ def _support_cg(g, hvp, W, V, reg, pen, hdiag):
     return cand if model(cand, hvp(cand - W)) < model(V, HV) else V
 
 
-def _armijo(objective, W, Z, dW, R, obj: float, decrease: float):
-    """Backtracking by halving along dW from W (Z = X W, R = X dW) until the objective falls by
-    1e-4 of the model's decrease: the new (W, Z, objective), or None after 40 halvings. Every rank
-    runs the same evaluations (``objective`` all-reduces)."""
-    t = 1.0
+def _newton_update(objective, g, pen, reg: float, W, Z, X, dW, obj: float):
+    """The proximal Newton step dW from W (Z = X W, g the gradient) with backtracking by halving
+    until the objective falls by 1e-4 of the model's decrease: the new (W, Z, objective), or None
+    when the model's decrease is at round-off level or 40 halvings find none. Every rank runs the
+    same evaluations (``objective`` all-reduces)."""
+    decrease = float(np.sum(g * dW)) + reg * (pen.value(W + dW) - pen.value(W))
+    if decrease >= -NEWTON_MIN_DECREASE * max(1.0, abs(obj)):  # round-off: nothing to gain
+        return None
+    R, t = X @ dW, 1.0
     for _ in range(40):
         new = objective(Z + t * R, W + t * dW)
         if new <= obj + 1e-4 * t * decrease:
