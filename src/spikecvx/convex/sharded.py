@@ -46,7 +46,7 @@ from .hinge_fast import solve_hinge_l1
 from .hinge_programs import hinge_socp
 from .matrix import DesignMatrix
 from .penalties import Penalty, get_penalty
-from .prox_newton import prox_newton
+from .prox_newton import pcg, prox_newton
 from .solver import Problem
 from .weights import reduce_rows, weight_array
 
@@ -482,24 +482,8 @@ def _support_cg(g, hvp, W, V, reg, pen, hdiag):
         return V
     mu = SUPPORT_DAMPING * np.sqrt(rr0)
     precond = np.where(mask, hdiag + np.abs(pen_hess(np.ones_like(V))) + mu, 1.0)
-    step, res = np.zeros_like(V), r.copy()
-    z = res / precond
-    d, rz, rr = z.copy(), float(np.sum(res * z)), rr0
-    stop = max(1e-24, min(0.01, np.sqrt(rr0))) * rr0
-    for _ in range(SUPPORT_MAX_CG):
-        if rr <= stop:
-            break
-        Hd = hvp(d) * mask + pen_hess(d) + mu * d
-        dHd = float(np.sum(d * Hd))
-        if dHd <= 0:
-            break
-        a = rz / dHd
-        step += a * d
-        res -= a * Hd
-        rr = float(np.sum(res * res))
-        z = res / precond
-        rz_new = float(np.sum(res * z))
-        d, rz = z + (rz_new / rz) * d, rz_new
+    step = pcg(lambda d: hvp(d) * mask + pen_hess(d), r, mu, lambda res: res / precond,
+               SUPPORT_MAX_CG, rtol=float(np.sqrt(min(0.01, np.sqrt(rr0)))))
     cand = V - step
     if keep_signs:
         cand[np.sign(cand) != np.sign(V)] = 0.0
