@@ -32,7 +32,8 @@ import scipy.linalg as sla
 PIVOT_TOL = 1e-9  # a pivot element below this (relative to its column) is refused: give up
 FEAS_TOL = 1e-9  # primal feasibility tolerance of the ratio test (Harris's first pass)
 PRICE_TOL = 1e-11  # relative dual infeasibility below which a candidate does not enter
-REFACTOR = 40  # pivots between fresh inversions of B
+REFACTOR = 40  # pivots between accuracy checks of B's inverse (the margin rows' residuals)
+DRIFT = 1e-10  # largest margin-row residual |A_M w - 1| before B is inverted anew
 BLAND_AFTER = 30  # consecutive degenerate pivots before Bland's rule takes over
 
 
@@ -200,13 +201,17 @@ def repair(A: np.ndarray, s: np.ndarray, reg: float, S, M, accept: float,
         since += 1
         Sa, Ma = np.asarray(S, dtype=np.int64), np.asarray(M, dtype=np.int64)
         fresh = since >= REFACTOR
-        if fresh and len(S):
+        if fresh:  # every REFACTOR pivots: margins afresh, and B inverted anew if they drifted
             since = 0
-            try:
-                Binv = np.linalg.inv(A[np.ix_(Ma, Sa)])
-            except np.linalg.LinAlgError:
-                reason = "unsafe"
-                break
+            w = np.zeros(p)
+            w[Sa] = Binv @ np.ones(len(S))
+            m = A @ w
+            if len(S) and np.abs(m[Ma] - 1.0).max() > DRIFT:
+                try:
+                    Binv = np.linalg.inv(A[np.ix_(Ma, Sa)])
+                except np.linalg.LinAlgError:
+                    reason = "unsafe"
+                    break
         w = np.zeros(p)
         if len(S):
             w[Sa] = Binv @ np.ones(len(S))
@@ -239,22 +244,23 @@ def _check(piv: float, ref: float) -> None:
 
 
 def _replace_column(Binv, d, q):
-    """Inverse of B with column q replaced by c, given d = B^-1 c (rows of B^-1 follow S)."""
+    """Inverse of B with column q replaced by c, given d = B^-1 c (rows of B^-1 follow S); in
+    place."""
     _check(d[q], float(np.abs(d).max()))
     r = Binv[q] / d[q]
-    out = Binv - np.outer(d, r)
-    out[q] = r
-    return out
+    Binv -= np.outer(d, r)
+    Binv[q] = r
+    return Binv
 
 
 def _replace_row(Binv, a, r):
-    """Inverse of B with row r replaced by a (columns of B^-1 follow M)."""
+    """Inverse of B with row r replaced by a (columns of B^-1 follow M); in place."""
     h = a @ Binv
     _check(h[r], float(np.abs(h).max()))
     c = Binv[:, r] / h[r]
-    out = Binv - np.outer(c, h)
-    out[:, r] = c
-    return out
+    Binv -= np.outer(c, h)
+    Binv[:, r] = c
+    return Binv
 
 
 def _border(Binv, a, c, delta):

@@ -42,6 +42,7 @@ DROP = 1e-10  # row-space normal matrices leave out the columns with thw below t
 # FINAL_PIVOTS
 REPAIR_PIVOTS, FINAL_PIVOTS = 30, 300
 MAX_REPAIRS = 8  # repairs during the iterations before the identifier gives up
+SKIP_AFTER_FAILURE = True  # no repair at the iteration after one that failed
 RANK = 0.01  # ranked patterns: as many columns and rows as there are with complementarity above this
 
 
@@ -220,7 +221,7 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
     lam = np.zeros(n)
     out = Identified(np.zeros(p), np.zeros(n), False)
     tried: set = set()
-    best_res, level, ever_near = np.inf, 0, False
+    best_res, level, ever_near, rest = np.inf, 0, False, False
     for it in range(max_iter):
         out.iterations = it + 1
         wp, wm, xi, sg = X
@@ -236,7 +237,7 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
             break
         near = abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj))
         ever_near |= near
-        if near:
+        if near and not rest:
             S, M = _ranked(X, Z)
             key = (S.tobytes(), M.tobytes())
             if key not in tried:  # a pattern repaired once with the same budget fails again
@@ -245,6 +246,9 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
                     return out
                 if out.repairs >= MAX_REPAIRS:
                     break
+                rest = SKIP_AFTER_FAILURE
+        else:
+            rest = False
         th = [x / z for x, z in zip(X, Z)]
         thw, dn = th[0] + th[1], th[2] + th[3]
         try:
