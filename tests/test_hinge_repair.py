@@ -172,7 +172,44 @@ def test_identifier_route_is_pinned(monkeypatch):
     assert lp.pending is not None and not lp.cols  # setBasis deferred
     assert info["working_set"][0] == np.count_nonzero(lp.pending[0] >= 0)
     assert info["primal"] == pytest.approx(ref, rel=1e-9)
-    # the same value again: the LP starts from the vertex's basis, which is optimal
+    # the same value again: the last vertex's pattern is optimal as it is (no pivot, no LP)
     _, _, again = hf.solve_hinge_l1(D, y, reg, tol=1e-9, state=info["state"])
-    assert info["state"].log[-1][:2] == ("simplex", 0) and lp.pending is None and lp.cols
+    assert info["state"].log[-1] == ("repair", 0, 0, 0) and lp.pending is not None
     assert again["primal"] == pytest.approx(ref, rel=1e-9)
+    # without it, the LP starts from the vertex's basis, which is optimal: no simplex pivot
+    lp.vertex = None
+    _, _, third = hf.solve_hinge_l1(D, y, reg, tol=1e-9, state=info["state"])
+    assert info["state"].log[-1][:2] == ("simplex", 0) and lp.pending is None and lp.cols
+    assert third["primal"] == pytest.approx(ref, rel=1e-9)
+
+
+@pytest.mark.parametrize("case", ["repair", "identifier", "lp"])
+def test_the_next_value_of_a_path_repairs_the_last_vertex(case, monkeypatch):
+    """Along a path the last value's vertex is a primal feasible basis for the next reg: repaired
+    within its budget it is the answer (route "repair"); otherwise the identifier runs at once,
+    and if that fails too, HiGHS's simplex from the vertex's basis. Each the LP engine's optimum."""
+    D, y = _binary(300, 150, 12)
+    top = reg_max(D, y, "hinge")
+    regs = [top / 30, top / 31]
+    refs = [_lp_primal(D, y, reg, monkeypatch) for reg in regs]
+    monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)
+    if case != "repair":
+        monkeypatch.setattr(hf, "VERTEX_REPAIR_PIVOTS", 0)  # the next value needs pivots: fails
+    state, routes = None, []
+    for k, (reg, ref) in enumerate(zip(regs, refs)):
+        if case == "lp" and k == 1:  # an identifier that stops before any repair
+            monkeypatch.setattr(hf, "identify_ipm", lambda *a, **kw: hv.identify_ipm(*a, **kw, max_iter=2))
+        W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, state=state)
+        state = info["state"]
+        routes.append(state.log[-1])
+        assert info["primal"] == pytest.approx(ref, rel=1e-9) and info["rel_gap"] <= 1e-9
+        primal, gap = _by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+        assert gap <= 1e-9 * max(1.0, primal)
+    assert routes[0][0] == "vertex"
+    route, pivots, iterations, repair_pivots = routes[1]
+    if case == "repair":
+        assert route == "repair" and pivots == iterations == 0 and 0 < repair_pivots <= 30
+    elif case == "identifier":
+        assert route == "vertex" and pivots == 0 and iterations > 0  # no HiGHS simplex budget
+    else:
+        assert route == "simplex" and pivots > 0 and iterations == 2

@@ -118,6 +118,7 @@ def test_path_through_the_vertex_route_hands_its_basis_to_the_lp(monkeypatch):
     monkeypatch.setattr(hf, "WARM_PIVOTS", 10**6)
     monkeypatch.setattr(hf, "WARM_PIVOTS_AFTER_VERTEX", 10**6)
     assert state.log[-1][0] == "simplex+vertex"
+    state.lps[0].vertex = None  # not the repair of the last vertex: the LP's own route
     _, _, again = hf.solve_hinge_l1(D, y, regs[-1], tol=1e-9, state=state)
     assert state.log[-1] == ("simplex", 0, 0, 0)
     assert again["primal"] == pytest.approx(ref[-1], rel=1e-9)

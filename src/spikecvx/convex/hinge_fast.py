@@ -44,15 +44,21 @@ import numpy as np
 
 from .._validation import check_int, check_positive, check_real_array
 from .hinge_programs import lp_scale
-from .hinge_vertex import identify_ipm
+from .hinge_vertex import identify_ipm, repair_pattern
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
 _IPM_MIN_COLUMNS = 500  # a cold start with at least this many (and half of all) columns violated uses the IPM
 # dual simplex pivots per output and value, from a kept basis, before the vertex is identified by
-# the dense interior point method instead (``hinge_vertex``); the simplex resumes if that fails
+# the dense interior point method instead (``hinge_vertex``); the simplex resumes if that fails.
+# After a value solved by a vertex (the path is in its moving part) none: the repair of that
+# vertex (``VERTEX_REPAIR_PIVOTS``), then the identifier, before HiGHS sets its basis
 WARM_PIVOTS = 1000
-WARM_PIVOTS_AFTER_VERTEX = 100
+WARM_PIVOTS_AFTER_VERTEX = 0
+# after a value solved by a vertex, the next value first repairs that vertex's pattern with at
+# most this many pivots (``hinge_repair``; at the small-reg end of a path it is often optimal as
+# it is); the simplex takes over if that fails
+VERTEX_REPAIR_PIVOTS = 30
 # a vertex from ``hinge_vertex`` is accepted when its relative gap over the distinct rows is at most
 # this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 - 1e-13 on the benchmarks)
 VERTEX_ACCEPT = 1e-11
@@ -234,6 +240,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
         if lp.reg != reg:
             lp.set_reg(reg)
         method, found, budget, used, ipm_its, fixes = "simplex", None, None, 0, 0, 0
+        route = "vertex"
         if not lp.size:  # seed: the warm start's support and the columns most violated at W = 0
             g = np.abs(G_all[:, c])
             violated = np.flatnonzero(g > reg)
@@ -258,10 +265,19 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
         elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots (fewer after a
             # value that needed the vertex: the path is in its moving part)
             budget = WARM_PIVOTS if lp.routed is None else WARM_PIVOTS_AFTER_VERTEX
+            if lp.vertex is not None:  # the last value's vertex, repaired for this value
+                found = _repair_last(Du, Yu[:, c], s, reg, accept, lp)
+                fixes += found[3]
+                route = "repair"
+                if found[0] is None and not budget:  # no simplex budget: the identifier at once
+                    found = _identify(Du, Yu[:, c], s, reg, accept, lp)
+                    ipm_its += found[2]
+                    fixes += found[3]
+                    route, budget = "vertex", None  # if it fails, the simplex runs to the end
         r = 0
         if found is not None and found[0] is not None:
             W[:, c], a, corr = found[0], found[1], None
-            state.log.append(("vertex", 0, ipm_its, fixes))
+            state.log.append((route, 0, ipm_its, fixes))
         else:
             for r in range(max_rounds):
                 rounds += 1
@@ -298,7 +314,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 W[lp.cols, c] = w_lp
                 W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
                 state.log.append(("simplex", used, ipm_its, fixes))
-                lp.routed = None
+                lp.routed = lp.vertex = None
         output_rounds.append(r + 1)
         alpha_u[:, c] = a
 
@@ -320,6 +336,18 @@ def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
         return None, None, found.iterations, found.pivots
     lp.set_vertex(*found.pattern, found.w, found.alpha)
     return found.w, found.alpha, found.iterations, found.pivots
+
+
+def _repair_last(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
+    """The last value's vertex repaired for this reg (``hinge_vertex.repair_pattern``, at most
+    ``VERTEX_REPAIR_PIVOTS`` pivots): (w, alpha, 0, repair pivots), w None when it did not
+    certify (the LP's routes follow)."""
+    S, M = lp.vertex
+    found = repair_pattern(Du, y, s, reg, S, M, accept, VERTEX_REPAIR_PIVOTS)
+    if not found.ok:
+        return None, None, 0, found.pivots
+    lp.set_vertex(*found.pattern, found.w, found.alpha)
+    return found.w, found.alpha, 0, found.pivots
 
 
 def _polish(Du: DesignMatrix, y, s, a, w, reg, top, rel: float = 1e-12) -> np.ndarray:
@@ -372,6 +400,7 @@ class _DualLP:
         self.Du, self.cols, self.reg = Du, [], None
         self.routed = None  # True when the last value's vertex came from ``hinge_vertex``
         self.pending = None  # a vertex basis to set before the next solve (``set_vertex``)
+        self.vertex = None  # (S, M) of the last value's vertex, while the LP has not moved past it
         self.limit, self.limited = None, False  # simplex pivot limit of ``run``, and whether it stopped it
         self.k = 1.0 / s.max()
         self.sy = s * self.k * y
@@ -438,6 +467,7 @@ class _DualLP:
         """Make the basis of the vertex (w, alpha) the LP's when it next runs (``run``): a value
         solved by the vertex alone never pays HiGHS's ``setBasis`` and first factorisation."""
         self.pending = (S, sign, M, L, w, alpha)
+        self.vertex = (np.asarray(S), np.asarray(M))
 
     def _apply_vertex(self, S, sign, M, L, w, alpha) -> None:
         """Make the basis of the vertex (w, alpha) with support S (signs ``sign``), margin rows M

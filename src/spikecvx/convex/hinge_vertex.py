@@ -206,12 +206,36 @@ def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, acc
         return _identify_rows(Du, y, s, reg, accept, max_iter)
 
 
+def repair_pattern(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, S, M, accept: float,
+                   budget: int) -> Identified:
+    """The vertex repaired from pattern (S, M) alone, without interior point iterations (the
+    last value's vertex along a path: its basis stays primal feasible for any reg), on the rows
+    of positive weight, with the BLAS on one thread."""
+    with _one_blas_thread():
+        rows = np.flatnonzero(s > 0)
+        where = np.full(len(s), -1)
+        where[rows] = np.arange(len(rows))
+        M = where[np.asarray(M, dtype=np.int64)]
+        D = Du.D if len(rows) == len(s) else Du.D[rows]
+        A = y[rows, None] * DesignMatrix(D).columns(np.arange(Du.p))
+        out = Identified(np.zeros(Du.p), np.zeros(len(rows)), False)
+        _try_repair(A, s[rows], reg, np.asarray(S, dtype=np.int64), M[M >= 0], accept, budget, out)
+        return _on_all_rows(out, rows, len(s))
+
+
 def _identify_rows(Du, y, s, reg, accept, max_iter) -> Identified:
     rows = np.flatnonzero(s > 0)
     if len(rows) == len(s):
         return _identify(Du, y, s, reg, accept, max_iter)
     out = _identify(DesignMatrix(Du.D[rows]), y[rows], s[rows], reg, accept, max_iter)
-    alpha = np.zeros(len(s))
+    return _on_all_rows(out, rows, len(s))
+
+
+def _on_all_rows(out: Identified, rows: np.ndarray, n: int) -> Identified:
+    """``out`` of the rows ``rows`` moved onto all n rows (alpha 0 elsewhere)."""
+    if len(rows) == n:
+        return out
+    alpha = np.zeros(n)
     alpha[rows] = out.alpha
     out.alpha = alpha
     if out.pattern is not None:
