@@ -213,3 +213,27 @@ def test_the_next_value_of_a_path_repairs_the_last_vertex(case, monkeypatch):
         assert route == "vertex" and pivots == 0 and iterations > 0  # no HiGHS simplex budget
     else:
         assert route == "simplex" and pivots > 0 and iterations == 2
+
+
+def test_rows_of_zero_weight_along_a_path(monkeypatch):
+    """Rows of weight 0 are left out of the identifier and of the repair of the last vertex (its
+    margin rows are mapped onto the rows kept); the path still reaches the LP engine's optima."""
+    D, y = _binary(240, 120, 13)
+    weights = np.ones(len(y))
+    weights[::5] = 0.0
+    kept = weights > 0
+    top = reg_max(D[kept], y[kept], "hinge")
+    regs = [top / 20, top / 21, top / 21]
+    with monkeypatch.context() as m:
+        m.setattr(hf, "VERTEX_MAX_ENTRIES", 0)
+        refs = [hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)[2]["primal"] for reg in regs]
+    monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)
+    state, routes = None, []
+    for reg, ref in zip(regs, refs):
+        W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights, state=state)
+        state = info["state"]
+        routes.append(state.log[-1][0])
+        assert info["primal"] == pytest.approx(ref, rel=1e-9)
+        primal, gap = _by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
+        assert gap <= 1e-9 * max(1.0, primal) and np.all(alpha[~kept, 0] == 0)
+    assert routes[0] == "vertex" and routes[2] == "repair"
