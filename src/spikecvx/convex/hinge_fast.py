@@ -262,8 +262,9 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 seed |= set(np.flatnonzero(warm_start[:, c]).tolist())
             if found is None or found[0] is None:
                 lp.add(sorted(seed))
-        elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots (fewer after a
-            # value that needed the vertex: the path is in its moving part)
+        elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots; after a value
+            # solved by a vertex (the path is in its moving part), that vertex repaired, else the
+            # identifier at once
             budget = WARM_PIVOTS if lp.routed is None else WARM_PIVOTS_AFTER_VERTEX
             if lp.vertex is not None:  # the last value's vertex, repaired for this value
                 found = _repair_last(Du, Yu[:, c], s, reg, accept, lp)
