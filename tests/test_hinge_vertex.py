@@ -7,7 +7,7 @@ import pytest
 
 from spikecvx.convex import hinge_fast as hf
 from spikecvx.convex import reg_max
-from spikecvx.convex.hinge_vertex import _gap, identify_ipm, vertex
+from spikecvx.convex.hinge_vertex import identify_ipm
 from spikecvx.convex.matrix import DesignMatrix
 
 cp = pytest.importorskip("cvxpy")
@@ -68,21 +68,6 @@ def test_identified_vertex_certifies_and_matches_cvxpy(seed, frac):
     assert np.all(y[L] * (D[L].astype(float) @ found.w) <= 1 + 1e-10)  # alpha = 1 inside the margin
 
 
-def test_a_wrong_pattern_is_refused_by_its_certificate():
-    D, y = _binary(150, 80, 3)
-    reg = reg_max(D, y, "hinge") / 30
-    Du = DesignMatrix(D)
-    s = np.full(len(y), 1.0 / len(y))
-    found = identify_ipm(Du, y, s, reg, accept=1e-11)
-    S, sign, M, L = found.pattern
-    A = y[:, None] * D.astype(np.float64)
-    ok = vertex(A, s, reg, S, sign, M, L)
-    assert _gap(A, s, reg, S, ok[0], ok[1]) <= 1e-11
-    # one support column and one margin row fewer: a vertex of the wrong pattern
-    bad = vertex(A, s, reg, S[1:], sign[1:], M[1:], L)
-    assert bad is None or _gap(A, s, reg, S[1:], bad[0], bad[1]) > 1e-6
-
-
 @pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])
 def test_vertex_route_equals_the_lp_engine_on_degenerate_instances(case, monkeypatch):
     rng = np.random.default_rng(7)
@@ -133,8 +118,9 @@ def test_path_through_the_vertex_route_hands_its_basis_to_the_lp(monkeypatch):
     monkeypatch.setattr(hf, "WARM_PIVOTS", 10**6)
     monkeypatch.setattr(hf, "WARM_PIVOTS_AFTER_VERTEX", 10**6)
     assert state.log[-1][0] == "simplex+vertex"
+    state.lps[0].vertex = None  # not the repair of the last vertex: the LP's own route
     _, _, again = hf.solve_hinge_l1(D, y, regs[-1], tol=1e-9, state=state)
-    assert state.log[-1] == ("simplex", 0, 0)
+    assert state.log[-1] == ("simplex", 0, 0, 0)
     assert again["primal"] == pytest.approx(ref[-1], rel=1e-9)
 
 
@@ -157,7 +143,7 @@ def test_lp_fallback_when_no_vertex_certifies(monkeypatch):
     assert gap <= 1e-9 * max(1.0, primal)
 
 
-def test_a_vertex_that_does_not_certify_hands_its_basis_to_the_simplex(monkeypatch):
+def test_a_vertex_that_does_not_certify_falls_back_to_the_lp(monkeypatch):
     D, y = _binary(180, 90, 8)
     reg = reg_max(D, y, "hinge") / 40
     with monkeypatch.context() as m:
@@ -165,14 +151,13 @@ def test_a_vertex_that_does_not_certify_hands_its_basis_to_the_simplex(monkeypat
         W_ref, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     _vertex_always(monkeypatch)
 
-    def never_certify(Du, y_, s, reg_, accept, **kwargs):  # every vertex refused: the best one's basis
+    def never_certify(Du, y_, s, reg_, accept, **kwargs):  # every repaired vertex refused
         return identify_ipm(Du, y_, s, reg_, accept=-1.0, **kwargs)
 
     monkeypatch.setattr(hf, "identify_ipm", never_certify)
     W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
-    route, pivots, iterations = info["state"].log[-1]
-    assert route == "vertex+simplex" and iterations > 0
-    assert pivots <= 20  # the simplex repaired a near-optimal basis, it did not start over
+    route, pivots, iterations, repair_pivots = info["state"].log[-1]
+    assert route == "simplex" and iterations > 0 and repair_pivots >= 0  # repairs refused, then the LP
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
     primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
@@ -188,7 +173,7 @@ def test_rows_of_zero_weight_are_left_out_and_the_vertex_still_certifies(monkeyp
         _, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)
     _vertex_always(monkeypatch)
     W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9, counts=weights)
-    assert info["state"].log[-1][0] in ("vertex", "vertex+simplex")
+    assert info["state"].log[-1][0] == "vertex"
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
     kept = weights > 0
     primal, gap = _gap_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
@@ -209,11 +194,13 @@ def test_a_warm_start_on_a_grown_dictionary_reaches_the_lp_engines_optimum(monke
     warm = np.vstack([w0, np.zeros((300, 1))])
     w, alpha, info = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
     assert info0["rel_gap"] <= 1e-9 and info["rel_gap"] <= 1e-9
-    assert info["state"].log[-1][0] == "vertex+simplex"  # the identified basis, then the warm start's columns
-    cols = info["state"].lps[0].cols
-    assert len(set(cols)) == len(cols)
+    assert info["state"].log[-1][0] == "vertex"
     primal, gap = _gap_by_hand(D2, y, w[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
+    # the next value sets the vertex's basis and adds the warm start's columns: once each
+    _, _, nxt = hf.solve_hinge_l1(D2, y, 0.9 * reg, warm_start=warm, state=info["state"])
+    cols = info["state"].lps[0].cols
+    assert len(set(cols)) == len(cols) and nxt["rel_gap"] <= 1e-9
     monkeypatch.setattr(hf, "VERTEX_MAX_ENTRIES", 0)  # the LP route alone, for reference
     w_lp, _, info_lp = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
     assert primal == pytest.approx(info_lp["primal"], rel=1e-9)

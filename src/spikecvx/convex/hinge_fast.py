@@ -24,9 +24,9 @@ Why this is fast (see docs/design/hinge.md for measurements):
   least-squares polish of w onto the margin equations (see ``_DualLP`` and ``_polish``).
 * **The vertex identified instead of pivoted to** (``hinge_vertex``): on cold starts on most
   columns, and when the warm simplex needs more than ``WARM_PIVOTS`` pivots, a dense interior
-  point method names the support and margin rows, the vertex is two dense solves, and it is kept
-  only if its certificate is tight; its basis then becomes the LP's (``_DualLP.set_vertex``), or,
-  when it comes close without certifying, the simplex repairs that basis.
+  point method ranks the support and margin rows, a small dense simplex (``hinge_repair``)
+  repairs that pattern to the optimal vertex, and the vertex is kept only if its certificate is
+  tight; its basis then becomes the LP's (``_DualLP.set_vertex``, applied when the LP next runs).
 
 The certificate is computed here in float64 over every row and column of the full problem, from
 W and alpha scaled into the dual constraint, exactly as the working-set solver does (see
@@ -44,21 +44,24 @@ import numpy as np
 
 from .._validation import check_int, check_positive, check_real_array
 from .hinge_programs import lp_scale
-from .hinge_vertex import identify_ipm
+from .hinge_vertex import identify_ipm, repair_pattern
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
 _IPM_MIN_COLUMNS = 500  # a cold start with at least this many (and half of all) columns violated uses the IPM
 # dual simplex pivots per output and value, from a kept basis, before the vertex is identified by
-# the dense interior point method instead (``hinge_vertex``); the simplex resumes if that fails
+# the dense interior point method instead (``hinge_vertex``); the simplex resumes if that fails.
+# After a value solved by a vertex (the path is in its moving part) none: the repair of that
+# vertex (``VERTEX_REPAIR_PIVOTS``), then the identifier, before HiGHS sets its basis
 WARM_PIVOTS = 1000
-WARM_PIVOTS_AFTER_VERTEX = 100
+WARM_PIVOTS_AFTER_VERTEX = 0
+# after a value solved by a vertex, the next value first repairs that vertex's pattern with at
+# most this many pivots (``hinge_repair``; at the small-reg end of a path it is often optimal as
+# it is); the simplex takes over if that fails
+VERTEX_REPAIR_PIVOTS = 30
 # a vertex from ``hinge_vertex`` is accepted when its relative gap over the distinct rows is at most
-# this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 on the benchmarks)
+# this (or tol, if smaller); a correct vertex has rounding-error gaps (1e-14 - 1e-13 on the benchmarks)
 VERTEX_ACCEPT = 1e-11
-# an identified vertex that does not certify but whose gap is at most this hands its basis to the
-# simplex, which repairs it
-REPAIR_GAP = 1e-2
 # the dense identifier holds the distinct rows x all columns in float64: at most this many entries
 VERTEX_MAX_ENTRIES = 2**24
 
@@ -97,7 +100,8 @@ class HingeState:
     inverse: np.ndarray  # the pair of each row
     s: np.ndarray  # weight of each pair: merged counts / sum(counts)
     Du: DesignMatrix  # the distinct rows, in D's own dtype
-    log: list = field(default_factory=list)  # per output and call: (route, simplex pivots, IPM iterations)
+    # per output and call: (route, HiGHS simplex pivots, interior point iterations, repair pivots)
+    log: list = field(default_factory=list)
 
 
 def _fingerprint(M: DesignMatrix, Y: np.ndarray, counts: np.ndarray) -> tuple:
@@ -235,8 +239,9 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
             lp = state.lps[c] = _DualLP(Du, Yu[:, c], s)
         if lp.reg != reg:
             lp.set_reg(reg)
-        method, found, budget, used, ipm_its = "simplex", None, None, 0, 0
-        if not lp.cols:  # seed: the warm start's support and the columns most violated at W = 0
+        method, found, budget, used, ipm_its, fixes = "simplex", None, None, 0, 0, 0
+        route = "vertex"
+        if not lp.size:  # seed: the warm start's support and the columns most violated at W = 0
             g = np.abs(G_all[:, c])
             violated = np.flatnonzero(g > reg)
             if len(violated) >= max(_IPM_MIN_COLUMNS, M.p // 2):
@@ -245,7 +250,8 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 # crossover solves once on every column (docs/design/hinge.md)
                 found = _identify(Du, Yu[:, c], s, reg, accept, lp) if dense_ok else None
                 ipm_its += found[2] if found else 0
-                if found is not None and found[3]:  # the simplex from the identified basis
+                fixes += found[3] if found else 0
+                if found is not None and found[0] is not None:
                     seed = set()
                 else:
                     seed, method = set(np.flatnonzero(g > 0).tolist()), "ipm"
@@ -256,13 +262,23 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 seed |= set(np.flatnonzero(warm_start[:, c]).tolist())
             if found is None or found[0] is None:
                 lp.add(sorted(seed))
-        elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots (fewer after a
-            # value that needed the vertex: the path is in its moving part)
+        elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots; after a value
+            # solved by a vertex (the path is in its moving part), that vertex repaired, else the
+            # identifier at once
             budget = WARM_PIVOTS if lp.routed is None else WARM_PIVOTS_AFTER_VERTEX
+            if lp.vertex is not None:  # the last value's vertex, repaired for this value
+                found = _repair_last(Du, Yu[:, c], s, reg, accept, lp)
+                fixes += found[3]
+                route = "repair"
+                if found[0] is None and not budget:  # no simplex budget: the identifier at once
+                    found = _identify(Du, Yu[:, c], s, reg, accept, lp)
+                    ipm_its += found[2]
+                    fixes += found[3]
+                    route, budget = "vertex", None  # if it fails, the simplex runs to the end
         r = 0
         if found is not None and found[0] is not None:
             W[:, c], a, corr = found[0], found[1], None
-            state.log.append(("vertex", 0, ipm_its))
+            state.log.append((route, 0, ipm_its, fixes))
         else:
             for r in range(max_rounds):
                 rounds += 1
@@ -274,6 +290,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                     budget = lp.limit = None  # the simplex runs to the end if the vertex fails
                     found = _identify(Du, Yu[:, c], s, reg, accept, lp)
                     ipm_its += found[2]
+                    fixes += found[3]
                     if found[0] is not None:
                         break
                     w_lp, a, piv = lp.run("simplex")
@@ -293,16 +310,12 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 lp.add(np.sort(bad))
             if found is not None and found[0] is not None:
                 W[:, c], a = found[0], found[1]
-                state.log.append(("simplex+vertex", used, ipm_its))
-            elif found is not None and found[3]:  # the simplex repaired the identified basis
-                W[lp.cols, c] = w_lp
-                W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
-                state.log.append(("vertex+simplex", used, ipm_its))
+                state.log.append(("simplex+vertex", used, ipm_its, fixes))
             else:
                 W[lp.cols, c] = w_lp
                 W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
-                state.log.append(("simplex", used, ipm_its))
-                lp.routed = None
+                state.log.append(("simplex", used, ipm_its, fixes))
+                lp.routed = lp.vertex = None
         output_rounds.append(r + 1)
         alpha_u[:, c] = a
 
@@ -310,23 +323,32 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     cert = certificate(M.D, Y, W, alpha, reg, counts)
     info = dict(cert, converged=cert["rel_gap"] <= tol, rounds=rounds, output_rounds=output_rounds,
                 pivots=pivots, time=time.perf_counter() - t0, state=state,
-                working_set=[len(lp.cols) for lp in state.lps])
+                working_set=[lp.size for lp in state.lps])
     return W, alpha, info
 
 
 def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
-    """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, iterations, based), w None when it
-    did not certify. A certified vertex becomes the LP's basis, for the simplex's warm start at the
-    next value of a path; otherwise the best pattern tried does (``based``) when its gap is at
-    most ``REPAIR_GAP``, for the simplex to repair."""
+    """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, interior point iterations, repair
+    pivots), w None when it did not certify. A certified vertex becomes the LP's basis when the LP
+    next runs, for the simplex's warm start at the next value of a path."""
     found = identify_ipm(Du, y, s, reg, accept)
     lp.routed = found.ok or None
-    based = found.pattern is not None and (found.ok or found.rel_gap <= REPAIR_GAP)
-    if based:
-        lp.set_vertex(*found.pattern, found.w, found.alpha)
     if not found.ok:
-        return None, None, found.iterations, based
-    return found.w, found.alpha, found.iterations, based
+        return None, None, found.iterations, found.pivots
+    lp.set_vertex(*found.pattern, found.w, found.alpha)
+    return found.w, found.alpha, found.iterations, found.pivots
+
+
+def _repair_last(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
+    """The last value's vertex repaired for this reg (``hinge_vertex.repair_pattern``, at most
+    ``VERTEX_REPAIR_PIVOTS`` pivots): (w, alpha, 0, repair pivots), w None when it did not
+    certify (the LP's routes follow)."""
+    S, M = lp.vertex
+    found = repair_pattern(Du, y, s, reg, S, M, accept, VERTEX_REPAIR_PIVOTS)
+    if not found.ok:
+        return None, None, 0, found.pivots
+    lp.set_vertex(*found.pattern, found.w, found.alpha)
+    return found.w, found.alpha, 0, found.pivots
 
 
 def _polish(Du: DesignMatrix, y, s, a, w, reg, top, rel: float = 1e-12) -> np.ndarray:
@@ -378,6 +400,8 @@ class _DualLP:
 
         self.Du, self.cols, self.reg = Du, [], None
         self.routed = None  # True when the last value's vertex came from ``hinge_vertex``
+        self.pending = None  # a vertex basis to set before the next solve (``set_vertex``)
+        self.vertex = None  # (S, M) of the last value's vertex, while the LP has not moved past it
         self.limit, self.limited = None, False  # simplex pivot limit of ``run``, and whether it stopped it
         self.k = 1.0 / s.max()
         self.sy = s * self.k * y
@@ -433,7 +457,20 @@ class _DualLP:
             b = reg * self.k
             self.highs.changeRowsBounds(m, np.arange(1, m + 1, dtype=np.int32), np.full(m, -b), np.full(m, b))
 
+    @property
+    def size(self) -> int:
+        """Dual constraint rows of the LP, counting those a pending vertex basis adds."""
+        if self.pending is None:
+            return len(self.cols)
+        return len(set(self.cols) | {int(j) for j in self.pending[0]})
+
     def set_vertex(self, S, sign, M, L, w, alpha) -> None:
+        """Make the basis of the vertex (w, alpha) the LP's when it next runs (``run``): a value
+        solved by the vertex alone never pays HiGHS's ``setBasis`` and first factorisation."""
+        self.pending = (S, sign, M, L, w, alpha)
+        self.vertex = (np.asarray(S), np.asarray(M))
+
+    def _apply_vertex(self, S, sign, M, L, w, alpha) -> None:
         """Make the basis of the vertex (w, alpha) with support S (signs ``sign``), margin rows M
         (alpha basic) and rows L at alpha = 1 the LP's basis: the dual constraints of S are
         active, at the bound of their sign. A degenerate vertex (|M| != |S|) becomes a basis by
@@ -474,6 +511,9 @@ class _DualLP:
         crossover); returns (w for self.cols, alpha, simplex pivots). The simplex stops after
         ``self.limit`` pivots when that is set, and ``self.limited`` says whether it did."""
         h = self.highs
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self._apply_vertex(*pending)
         h.setOptionValue("solver", method)
         h.setOptionValue("run_crossover", "on")
         h.setOptionValue("simplex_strategy", 1)

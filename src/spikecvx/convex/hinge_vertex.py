@@ -1,22 +1,22 @@
-"""The optimal vertex of hinge + L1, identified by an interior point method instead of pivoted to.
+"""The optimal vertex of hinge + L1, identified by an interior point method and repaired by a
+small dense simplex instead of pivoted to by an LP solver.
 
 For one output over distinct rows (weights s summing to 1, labels y, A = y * X), the LP
 
     min_w  sum_i s_i max(0, 1 - A_i w) + reg * ||w||_1
 
-has a vertex solution fixed by its support S (with signs) and its margin rows M (A_i w = 1);
-given S and M it is two dense solves with one LU factorisation: the margin equations
-A_MS w_S = 1 and the support equations A_MS^T (s alpha)_M = reg sign(w_S) - A_LS^T s_L (L: the
-rows inside the margin, alpha = 1). On dense columns an LP solver's cost is finding S and M
-(thousands of simplex pivots, or a crossover after its interior point method).
+has a vertex solution fixed by its support S (with signs) and its margin rows M (A_i w = 1),
+|S| = |M|: given S and M it is two dense solves (the margin equations A_MS w_S = 1 and the
+support equations for alpha). On dense columns an LP solver's cost is finding S and M (thousands
+of simplex pivots, or a crossover after its interior point method).
 
 ``identify_ipm`` finds them with a dense primal-dual interior point method (Mehrotra's
-predictor-corrector, one Cholesky factorisation of a normal matrix per iteration, float64 BLAS):
-once its gap is small each iterate names a candidate pattern (a coefficient is in S when its
-value exceeds its dual slack; a row is in M when both its slacks are below their duals), the
-vertex of that pattern is built (``vertex``) and its duality gap is computed over every row and
-column in float64 with the certificate's formula. The first vertex whose gap is at most
-``accept`` is returned, so the method never needs to converge to full accuracy, and a wrong
+predictor-corrector, one Cholesky factorisation of a normal matrix per iteration): once the
+iterate's relative gap is below ``ATTEMPT_GAP``, its complementarity ratios rank the coefficients
+and rows, the top-ranked ones form a square pattern, and ``hinge_repair.repair`` pivots that basis
+to the optimal vertex with a pivot budget of about one iteration's cost. The first vertex the
+repair certifies (relative gap at most ``accept`` over every row and column, in float64, with the
+certificate's formula) is returned, so the method never converges to full accuracy, and a wrong
 pattern costs one more iteration, never a wrong answer. ``hinge_fast`` falls back to its LP when
 no vertex certifies, and hands the identified basis to the LP for the next value of a path.
 Measurements: docs/design/hinge.md.
@@ -24,34 +24,42 @@ Measurements: docs/design/hinge.md.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 
+from .hinge_repair import repair
 from .matrix import DesignMatrix
 
-ATTEMPT_GAP = 1e-3  # relative gap of the interior point iterate below which vertices are tried
-CLOSE_GAP, CLOSE_ITERATIONS = 1e-4, 3  # iterations after a vertex within CLOSE_GAP before giving up
+ATTEMPT_GAP = 1e-3  # relative gap of the interior point iterate below which patterns are repaired
 REFINE = 4  # iterative refinement steps per Newton system
 SOLVE_TOL = 1e-8  # relative residual a Newton system's solution must reach
 DROP = 1e-10  # row-space normal matrices leave out the columns with thw below this (relative)
+# once the iterate's gap is below ATTEMPT_GAP, its ranked pattern (``_ranked``) is repaired to the
+# optimal vertex by the primal simplex of ``hinge_repair`` with at most REPAIR_PIVOTS pivots (about
+# the cost of one iteration); when the iterations end without a certified vertex, once more with
+# FINAL_PIVOTS
+REPAIR_PIVOTS, FINAL_PIVOTS = 30, 300
+MAX_REPAIRS = 8  # repairs during the iterations before the identifier gives up
+SKIP_AFTER_FAILURE = True  # no repair at the iteration after one that failed
+RANK = 0.01  # ranked patterns: as many columns and rows as there are with complementarity above this
 
 
 @dataclass
 class Identified:
-    """Outcome of ``identify_ipm``: the vertex (w, alpha), its relative gap over the distinct rows
-    and its pattern (S, sign, M, L): certified when ``ok``, else the best one tried (pattern None
-    if none was); the work done either way."""
+    """Outcome of ``identify_ipm``: when ``ok``, the certified vertex (w, alpha), its relative gap
+    over the distinct rows and its pattern (S, sign, M, L); the work done either way (interior
+    point iterations, repairs and their simplex pivots)."""
 
     w: np.ndarray
     alpha: np.ndarray
     ok: bool
     rel_gap: float = np.inf
     iterations: int = 0
-    attempts: int = 0
     pattern: tuple | None = None
+    pivots: int = 0  # primal simplex pivots of the repairs (``hinge_repair``)
+    repairs: int = 0
 
 
 def _cholesky(K):
@@ -68,55 +76,13 @@ def _cholesky(K):
     raise np.linalg.LinAlgError("normal matrix not positive definite")
 
 
-def _gap(A, s, reg, S, w_S, alpha) -> float:
-    """Relative duality gap of (w, alpha) for one output over the distinct rows, A = y * X (the
-    certificate's formula: alpha scaled into the dual constraint)."""
-    m = A[:, S] @ w_S
-    primal = float(s @ np.maximum(0.0, 1.0 - m)) + reg * float(np.abs(w_S).sum())
-    top = float(np.abs(A.T @ (s * alpha)).max())
-    scale = min(1.0, reg / top) if top > 0 else 1.0
-    dual = scale * float(s @ alpha)
-    return (primal - dual) / max(1.0, abs(primal))
-
-
-def vertex(A, s, reg, S, sign, M, L, alpha0: np.ndarray | None = None):
-    """The vertex of support S (signs ``sign``) and margin rows M, L the rows with alpha = 1
-    (A = y * X over the distinct rows, weights s): (w_S, alpha) from the margin equations
-    A_MS w_S = 1 and the support equations A_MS^T (s alpha)_M = reg sign - A_LS^T s_L, by one LU
-    factorisation when A_MS is square and regular. Otherwise (a degenerate vertex: rows equal on
-    S, duplicate columns) w_S is the least-squares solution and alpha_M the estimate ``alpha0``
-    plus the smallest correction that meets the support equations. Returns (w_S, alpha, whether
-    the degenerate branch ran), or None when the equations give non-finite values."""
-    A_MS = A[np.ix_(M, S)]
-    rhs = reg * sign - A[np.ix_(L, S)].T @ s[L]
-    w_S = v = None
-    degenerate = len(M) != len(S)
-    if not degenerate:
-        with warnings.catch_warnings():  # a singular A_MS gives non-finite values
-            warnings.simplefilter("ignore", sla.LinAlgWarning)
-            lu = sla.lu_factor(A_MS, check_finite=False)
-            w_S = sla.lu_solve(lu, np.ones(len(M)), check_finite=False)
-            v = sla.lu_solve(lu, rhs, trans=1, check_finite=False)
-    if w_S is None or not (np.isfinite(w_S).all() and np.isfinite(v).all()):
-        degenerate = True
-        w_S = sla.lstsq(A_MS, np.ones(len(M)), lapack_driver="gelsy", check_finite=False)[0]
-        v0 = np.zeros(len(M)) if alpha0 is None else s[M] * alpha0[M]
-        v = v0 + sla.lstsq(A_MS.T, rhs - A_MS.T @ v0, lapack_driver="gelsy", check_finite=False)[0]
-    if not (np.isfinite(w_S).all() and np.isfinite(v).all()):
-        return None
-    alpha = np.zeros(len(s))
-    alpha[L] = 1.0
-    alpha[M] = np.clip(v / s[M], 0.0, 1.0)
-    return w_S, alpha, degenerate
-
-
 def _syrk(B: np.ndarray, rows: bool) -> np.ndarray:
     """B B^T (rows) or B^T B in B's precision, upper triangle filled (what the Cholesky
     factorisation reads)."""
     from scipy.linalg.blas import dsyrk, ssyrk
 
-    Bt = np.ascontiguousarray(B).T  # Fortran order, no copy
-    return (ssyrk if B.dtype == np.float32 else dsyrk)(1.0, Bt, trans=1 if rows else 0)
+    Bf = np.asfortranarray(B)  # no copy: the blocks of A are in Fortran order
+    return (ssyrk if B.dtype == np.float32 else dsyrk)(1.0, Bf, trans=0 if rows else 1)
 
 
 class _NormalSystem:
@@ -190,47 +156,86 @@ def _step(vs, dvs) -> float:
     return t
 
 
-def _pattern(X, Z, lam, cn, mode: str = "shrink"):
-    """Candidate (S, sign, M, L) of an interior point iterate: S the coefficients above their dual
-    slack, M the rows whose two slacks are both below their duals. A vertex of a basis has
-    |M| = |S|; mode "shrink" moves the surplus margin rows whose multiplier is nearest a bound to
-    it, or drops the surplus support columns of smallest value against their dual slack; "grow"
-    adds the columns (rows) nearest to entering instead; "raw" keeps the pattern as it is."""
+def _ranked(X, Z):
+    """Square pattern (S, M) of an interior point iterate: the k coefficients and the k rows
+    ranked most likely basic by their complementarity ratios (value / dual slack for a
+    coefficient, slack / dual for a row's margin), k the smaller of the numbers of coefficients
+    and rows whose ratio passes ``RANK`` (a generous count: the repair removes the surplus)."""
     (wp, wm, xi, sg), (zp, zm, zxi, zsg) = X, Z
-    ratio = np.maximum(wp / zp, wm / zm)  # > 1: in S
-    margin = np.maximum(xi / zxi, sg / zsg)  # < 1: in M
-    S = np.flatnonzero(ratio > 1)
-    M = np.flatnonzero(margin < 1)
-    L = np.flatnonzero(xi >= zxi)
-    extra = len(M) - len(S)
-    if mode == "shrink" and extra > 0:
-        a = lam[M] / cn[M]
-        order = np.argsort(np.minimum(a, 1.0 - a))
-        drop = M[order[:extra]]
-        L = np.sort(np.concatenate([L, drop[lam[drop] / cn[drop] > 0.5]]))
-        M = np.sort(M[order[extra:]])
-    elif mode == "shrink" and extra < 0:
-        S = np.sort(S[np.argsort(-ratio[S])[: len(M)]])
-    elif mode == "grow" and extra > 0:
-        out = np.flatnonzero(ratio <= 1)
-        S = np.sort(np.concatenate([S, out[np.argsort(-ratio[out])[:extra]]]))
-    elif mode == "grow" and extra < 0:
-        out = np.flatnonzero(margin >= 1)
-        add = out[np.argsort(margin[out])[:-extra]]
-        M = np.sort(np.concatenate([M, add]))
-        L = np.setdiff1d(L, add)
-    return S, np.sign(wp[S] - wm[S]), M, L
+    ratio = np.maximum(wp / zp, wm / zm)
+    margin = np.maximum(xi / zxi, sg / zsg)
+    k = min(int(np.count_nonzero(ratio > RANK)), int(np.count_nonzero(margin < 1 / RANK)))
+    return np.sort(np.argsort(-ratio)[:k]), np.sort(np.argsort(margin)[:k])
+
+
+def _try_repair(A, s, reg, S, M, accept, budget, out: Identified) -> bool:
+    """Repair pattern (S, M) with at most ``budget`` pivots; a certified vertex becomes ``out``'s
+    answer (True)."""
+    try:
+        got = repair(A, s, reg, S, M, accept, budget)
+    except np.linalg.LinAlgError:
+        return False
+    out.pivots += got.pivots
+    out.repairs += 1
+    if not got.ok:
+        return False
+    out.w, out.alpha, out.rel_gap, out.pattern, out.ok = got.w, got.alpha, got.rel_gap, got.pattern, True
+    return True
+
+
+_controller = None
+
+
+def _one_blas_thread():
+    """Context that runs the BLAS on one thread. The identifier calls both numpy's and scipy's
+    BLAS (two OpenBLAS copies); with two threads each, their idle threads spin against each
+    other, and the dense benchmark's identifier took 9.3 s of CPU instead of 0.9 on 2 cores."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
 
 
 def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
                  max_iter: int = 40) -> Identified:
     """``_identify`` on the rows of positive weight (rows of weight 0 change nothing; their alpha
-    is 0 and they are in no pattern)."""
+    is 0 and they are in no pattern), with the BLAS on one thread (``_one_blas_thread``)."""
+    with _one_blas_thread():
+        return _identify_rows(Du, y, s, reg, accept, max_iter)
+
+
+def repair_pattern(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, S, M, accept: float,
+                   budget: int) -> Identified:
+    """The vertex repaired from pattern (S, M) alone, without interior point iterations (the
+    last value's vertex along a path: its basis stays primal feasible for any reg), on the rows
+    of positive weight, with the BLAS on one thread."""
+    with _one_blas_thread():
+        rows = np.flatnonzero(s > 0)
+        where = np.full(len(s), -1)
+        where[rows] = np.arange(len(rows))
+        M = where[np.asarray(M, dtype=np.int64)]
+        D = Du.D if len(rows) == len(s) else Du.D[rows]
+        A = y[rows, None] * DesignMatrix(D).columns(np.arange(Du.p))
+        out = Identified(np.zeros(Du.p), np.zeros(len(rows)), False)
+        _try_repair(A, s[rows], reg, np.asarray(S, dtype=np.int64), M[M >= 0], accept, budget, out)
+        return _on_all_rows(out, rows, len(s))
+
+
+def _identify_rows(Du, y, s, reg, accept, max_iter) -> Identified:
     rows = np.flatnonzero(s > 0)
     if len(rows) == len(s):
         return _identify(Du, y, s, reg, accept, max_iter)
     out = _identify(DesignMatrix(Du.D[rows]), y[rows], s[rows], reg, accept, max_iter)
-    alpha = np.zeros(len(s))
+    return _on_all_rows(out, rows, len(s))
+
+
+def _on_all_rows(out: Identified, rows: np.ndarray, n: int) -> Identified:
+    """``out`` of the rows ``rows`` moved onto all n rows (alpha 0 elsewhere)."""
+    if len(rows) == n:
+        return out
+    alpha = np.zeros(n)
     alpha[rows] = out.alpha
     out.alpha = alpha
     if out.pattern is not None:
@@ -247,10 +252,10 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
         min  s^T xi + reg 1^T (wp + wm)   s.t.  A (wp - wm) + xi - sg = 1,   wp, wm, xi, sg >= 0
 
     (A = y * Du, scaled by n) whose row multipliers are lam = n s alpha. Once the iterate's
-    relative gap is below ``ATTEMPT_GAP``, each new candidate pattern's vertex is built and
-    certified; returns the first with relative gap <= ``accept`` (``ok``), or ``ok`` False (with
-    the best vertex tried) after ``max_iter`` iterations, ``CLOSE_ITERATIONS`` iterations after a
-    vertex within ``CLOSE_GAP``, or when the Newton systems fail."""
+    relative gap is below ``ATTEMPT_GAP``, each new ranked pattern is repaired (``_try_repair``);
+    returns the first vertex that certifies with relative gap <= ``accept`` (``ok``), or ``ok``
+    False after ``max_iter`` iterations, ``MAX_REPAIRS`` repairs, or when the Newton systems fail
+    (then after one longer repair of the last iterate's pattern)."""
     n, p = len(y), Du.p
     A0 = y[:, None] * Du.columns(np.arange(p))  # Fortran order, as the column block comes
     k = float(n)  # objective scaled so that s is about 1
@@ -260,7 +265,7 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
     lam = np.zeros(n)
     out = Identified(np.zeros(p), np.zeros(n), False)
     tried: set = set()
-    best_res, level, close = np.inf, 0, 0
+    best_res, level, ever_near, rest = np.inf, 0, False, False
     for it in range(max_iter):
         out.iterations = it + 1
         wp, wm, xi, sg = X
@@ -274,34 +279,20 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
         best_res = min(best_res, res)
         if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
             break
-        if out.rel_gap <= CLOSE_GAP:  # near the vertex: exact Newton systems from here on
-            level = 2
-            close += 1
-            if close > CLOSE_ITERATIONS:  # near but not at the vertex: the LP repairs the best one
-                break
-        if abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj)):
-            for mode in ("shrink", "grow", "raw"):  # square patterns first
-                S, sign, M, L = pattern = _pattern(X, Z, lam, cn, mode)
-                key = (S.tobytes(), M.tobytes())
-                if not len(S) or key in tried:
-                    continue
+        near = abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj))
+        ever_near |= near
+        if near and not rest:
+            S, M = _ranked(X, Z)
+            key = (S.tobytes(), M.tobytes())
+            if key not in tried:  # a pattern repaired once with the same budget fails again
                 tried.add(key)
-                try:
-                    v = vertex(A0, s, reg, S, sign, M, L, lam / cn)
-                except np.linalg.LinAlgError:  # a failed factorisation: the pattern is not a vertex
-                    v = None
-                if v is None:
-                    continue
-                out.attempts += 1
-                gap = _gap(A0, s, reg, S, v[0], v[1])
-                if gap < out.rel_gap:  # the best pattern so far: a basis for the LP if none certifies
-                    out.rel_gap = gap
-                    out.w = np.zeros(p)
-                    out.w[S] = v[0]
-                    out.alpha, out.pattern = v[1], pattern
-                if gap <= accept:
-                    out.ok = True
+                if _try_repair(A0, s, reg, S, M, accept, REPAIR_PIVOTS, out):
                     return out
+                if out.repairs >= MAX_REPAIRS:
+                    break
+                rest = SKIP_AFTER_FAILURE
+        else:
+            rest = False
         th = [x / z for x, z in zip(X, Z)]
         thw, dn = th[0] + th[1], th[2] + th[3]
         try:
@@ -331,4 +322,6 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
         Z = [z + ad * b for z, b in zip(Z, dz)]
         lam = lam + ad * dl
         level = max(level, system.level)
+    if ever_near:  # the iterations ended without a certified vertex: a longer repair
+        _try_repair(A0, s, reg, *_ranked(X, Z), accept, FINAL_PIVOTS, out)
     return out
