@@ -12,7 +12,7 @@ binary dictionary is never widened as a whole: products go through ``matrix.matm
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
+from scipy.linalg.lapack import dpotrs as _potrs
 
 from ._kernels import quadratic_model_cd
 from .certificate import DualTracker, anderson
@@ -319,7 +319,7 @@ def active_set_newton(hess, grad, w, mu=0.0, rounds=ACTIVE_SET_ROUNDS):
         L = np.linalg.cholesky(hess)
     except np.linalg.LinAlgError:  # not positive definite numerically: one least-squares step
         return w - np.linalg.lstsq(hess, grad, rcond=None)[0]
-    x = scipy.linalg.cho_solve((L, True), grad, check_finite=False)
+    x = _cho_solve(L, grad)
     new = w - x
     fixed = np.zeros(s, dtype=bool)
     for _ in range(rounds):
@@ -330,11 +330,20 @@ def active_set_newton(hess, grad, w, mu=0.0, rounds=ACTIVE_SET_ROUNDS):
         z = np.flatnonzero(fixed)
         E = np.zeros((s, len(z)))
         E[z, np.arange(len(z))] = 1.0
-        B = scipy.linalg.cho_solve((L, True), E, check_finite=False)
+        B = _cho_solve(L, E)
         lam = np.linalg.solve(B[z], w[z] - x[z])
         new = w - (x + B @ lam)
         new[z] = 0.0
     return new
+
+
+def _cho_solve(L, b):
+    """Solve L L^T x = b from numpy's lower Cholesky factor L (LAPACK's potrs directly: scipy's
+    ``cho_solve`` wrapper costs more than the solve on the small systems of a Newton step)."""
+    x, info = _potrs(L, b, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"potrs failed (info {info})")
+    return x
 
 
 def _spd_solve(A, b):
@@ -342,7 +351,7 @@ def _spd_solve(A, b):
     (see ``support_hessian`` on why numpy's), least squares when it is not numerically definite."""
     try:
         L = np.linalg.cholesky(A)
-        return scipy.linalg.cho_solve((L, True), b, check_finite=False)
+        return _cho_solve(L, b)
     except np.linalg.LinAlgError:
         return np.linalg.lstsq(A, b, rcond=None)[0]
 
