@@ -11,10 +11,11 @@ binary dictionary is never widened as a whole: products go through ``matrix.matm
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.linalg.lapack import dpotrs as _potrs
 
-from ._kernels import quadratic_model_cd
+from ._kernels import PROX_SIGNATURE, quadratic_model_cd
 from .certificate import DualTracker, anderson
 from .matrix import CHUNK_BYTES, matmul, rmatmul
 
@@ -67,6 +68,19 @@ DENSE_NEWTON_DAMPING = 0.03
 ACTIVE_SET_ROUNDS = 3
 
 
+_KERNEL_PROX: dict = {}
+
+
+def _kernel_prox(prox):
+    """A penalty's proximal operator as a compiled C callback for ``quadratic_model_cd``: numba
+    resolves a jitted-function argument on every call (tens of microseconds, which shows on small
+    problems), a callback's address once."""
+    callback = _KERNEL_PROX.get(prox)
+    if callback is None:
+        callback = _KERNEL_PROX[prox] = numba.cfunc(PROX_SIGNATURE, cache=True)(prox.py_func)
+    return callback
+
+
 def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPOCHS, depth=ANDERSON_DEPTH):
     """Working-set problem by proximal Newton + coordinate descent, with Anderson acceleration.
 
@@ -100,8 +114,8 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
         if not newton_ok:
             dW = np.zeros_like(W)
             R = np.zeros_like(Z)
-            quadratic_model_cd(pen.prox, pen.params, X_cd, np.ascontiguousarray(G), np.ascontiguousarray(Hm),
-                               W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
+            quadratic_model_cd(_kernel_prox(pen.prox), pen.params, X_cd, np.ascontiguousarray(G),
+                               np.ascontiguousarray(Hm), W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
             decrease = float(np.sum(G * R)) / n + reg * (pen.value(W + dW) - pen.value(W))
             # a model decrease at round-off level: coordinate descent is done, the Newton step may not be
             stalled = decrease >= -MIN_RELATIVE_DECREASE * max(1.0, abs(obj))
