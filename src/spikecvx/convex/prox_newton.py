@@ -63,6 +63,10 @@ NEWTON_DAMPING = 0.3
 # with its active-set rounds needs less damping, and the undamped end comes sooner (scikit-learn's
 # digits path: about 3 times fewer Newton steps than at 0.3; see docs/design/convex.md).
 DENSE_NEWTON_DAMPING = 0.03
+# A support Hessian whose support block (n x s) has at most this many entries is formed from the
+# whole block at once, the classes masked afterwards: on small problems the per-class blocking
+# costs more in Python than it saves in arithmetic.
+SMALL_HESSIAN_ENTRIES = 2**16
 # Rounds of the active-set correction: entries whose Newton value would change sign are fixed
 # at zero and the step re-solved on the others (same Hessian, a smaller factorisation).
 ACTIVE_SET_ROUNDS = 3
@@ -382,9 +386,16 @@ def support_hessian(X, H, rows, cls, coupled):
     contend on few cores (see docs/design/convex.md).
     """
     n = X.shape[0]
+    s = len(rows)
+    if n * s <= SMALL_HESSIAN_ENTRIES:  # small: both products on the whole block, classes masked
+        A = np.asarray(X[:, rows], dtype=np.float64)
+        AQ = A * H[:, cls]
+        hess = (AQ.T @ A) * (cls[:, None] == cls[None, :])
+        if coupled:
+            hess -= AQ.T @ AQ
+        return hess / n
     order = np.argsort(cls, kind="stable")
     rows_o, cls_o = rows[order], cls[order]
-    s = len(rows)
     hess = np.zeros((s, s))
     bounds = np.flatnonzero(np.diff(np.concatenate([[-1], cls_o, [-1]])))
     cols, col_of = np.unique(rows_o, return_inverse=True)  # each distinct column widened once
