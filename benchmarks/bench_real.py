@@ -155,11 +155,11 @@ def run(name, D, y, loss, args) -> None:
             if name == "mnist" and k == 0:
                 bound = True  # first value only: the rest would take hours
                 break
-    ref = "-" if skip else f"{'>= ' if bound else ''}{t_ref:.1f}"
+    ref = "-" if skip else f"{'>= ' if bound else ''}{t_ref:.3g}"
     ratio = "-" if skip else f"{'>= ' if bound else ''}{t_ref / t_ours:.3g}x"
     diff = f"{max(diffs):.1e}" if diffs else "-"
     print(f"| {name} | {D.shape[0]}x{D.shape[1]} | {loss} | {len(regs)} to /{1 / min_ratio:.0f} | "
-          f"{t_ours:.2f} ({per_value}) | {cpu_ours:.2f} | {floor:.3f} | {worst_gap:.1e} | {ok} | {ref} | "
+          f"{t_ours:.3g} ({per_value}) | {cpu_ours:.3g} | {floor:.2g} | {worst_gap:.1e} | {ok} | {ref} | "
           f"{diff} | {ratio} |", flush=True)
 
 
