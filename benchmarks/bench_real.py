@@ -18,6 +18,8 @@ when both reached the optimum. On the MNIST dictionary CVXPY + Clarabel needs mo
 of memory (it reached 21.8 GB within 5 minutes on its first value), so that reference runs only
 with --mnist-cvxpy, and stops after its first value.
 
+A path shorter than a second is timed ``--repeat`` times (default 5) on both sides and the best
+run is reported (on such problems a single run measures the machine's noise more than the solver).
 Both sides are timed after warming up: the compiled kernels are loaded by a small solve first
 (numba compilation is not in the spikecvx time), and CVXPY's time is its whole ``solve`` call,
 canonicalisation included, as a user pays it. "spikecvx CPU s" is process time (all threads);
@@ -26,7 +28,7 @@ D W and one D^T G at the solution (the certificate cannot cost less).
 
 Usage:  python benchmarks/bench_real.py [--datasets digits wine breast_cancer mnist]
         [--cvxpy-limit 300] [--n-regs 8] [--min-ratio 1e-3] [--mnist-min-ratio 1e-2]
-        [--no-cvxpy] [--mnist-cvxpy]
+        [--repeat 5] [--no-cvxpy] [--mnist-cvxpy]
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from spikecvx.snn import ParallelSNN
 
 ESTIMATOR_NET = dict(layers=3, branches=2, width=100, last_width=200)
 MNIST_NET = dict(layers=3, branches=2, width=512, last_width=1024)
+SHORT_SECONDS = 1.0  # paths shorter than this are timed --repeat times on both sides
 
 
 
@@ -120,12 +123,20 @@ def product_floor(D, results) -> float:
     return t
 
 
+def timed_path(D, y, loss, regs):
+    """(wall s, CPU s, results) of one warm-started path (the problem prepared once)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    results = path(D, y, loss, regs=regs)
+    return time.perf_counter() - t0, time.process_time() - c0, results
+
+
 def run(name, D, y, loss, args) -> None:
     min_ratio = args.mnist_min_ratio if name == "mnist" else args.min_ratio
     regs = reg_grid(D, y, loss, n_regs=args.n_regs, min_ratio=min_ratio)
-    t0, c0 = time.perf_counter(), time.process_time()
-    results = path(D, y, loss, regs=regs)  # warm-started, the problem prepared once
-    t_ours, cpu_ours = time.perf_counter() - t0, time.process_time() - c0
+    runs = [timed_path(D, y, loss, regs)]
+    repeats = args.repeat if runs[0][0] < SHORT_SECONDS else 1  # short paths: best of --repeat
+    runs += [timed_path(D, y, loss, regs) for _ in range(repeats - 1)]
+    t_ours, cpu_ours, results = min(runs, key=lambda r: r[0])
     floor = product_floor(D, results)
     worst_gap = max(r.rel_gap for r in results)
     ok = all(r.converged for r in results)
@@ -134,7 +145,8 @@ def run(name, D, y, loss, args) -> None:
     skip = args.no_cvxpy or (name == "mnist" and not args.mnist_cvxpy)
     if not skip:
         for k, (reg, res) in enumerate(zip(regs, results)):
-            t, v = cvxpy_objective(D, y, loss, float(reg), args.cvxpy_limit)
+            t, v = min((cvxpy_objective(D, y, loss, float(reg), args.cvxpy_limit) for _ in range(repeats)),
+                       key=lambda r: r[0])
             t_ref += t
             if v is None:
                 bound = True
@@ -143,11 +155,11 @@ def run(name, D, y, loss, args) -> None:
             if name == "mnist" and k == 0:
                 bound = True  # first value only: the rest would take hours
                 break
-    ref = "-" if skip else f"{'>= ' if bound else ''}{t_ref:.1f}"
+    ref = "-" if skip else f"{'>= ' if bound else ''}{t_ref:.3g}"
     ratio = "-" if skip else f"{'>= ' if bound else ''}{t_ref / t_ours:.3g}x"
     diff = f"{max(diffs):.1e}" if diffs else "-"
     print(f"| {name} | {D.shape[0]}x{D.shape[1]} | {loss} | {len(regs)} to /{1 / min_ratio:.0f} | "
-          f"{t_ours:.2f} ({per_value}) | {cpu_ours:.2f} | {floor:.3f} | {worst_gap:.1e} | {ok} | {ref} | "
+          f"{t_ours:.3g} ({per_value}) | {cpu_ours:.3g} | {floor:.2g} | {worst_gap:.1e} | {ok} | {ref} | "
           f"{diff} | {ratio} |", flush=True)
 
 
@@ -161,6 +173,8 @@ def main() -> None:
                     help="the MNIST row's path end (the presets' reg_max / 100)")
     ap.add_argument("--cvxpy-limit", type=float, default=300.0, metavar="SECONDS",
                     help="cap of each CVXPY + Clarabel solve (a capped value ends the reference)")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="paths shorter than 1 s are timed this many times on both sides (best run)")
     ap.add_argument("--no-cvxpy", action="store_true", help="spikecvx only")
     ap.add_argument("--mnist-cvxpy", action="store_true",
                     help="also run CVXPY on the MNIST dictionary's first value (needs > 20 GB)")

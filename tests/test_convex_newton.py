@@ -153,3 +153,23 @@ def test_solves_run_with_the_blas_thread_limit(monkeypatch):
     seen.clear()
     solve(D, y, "softmax", reg=1e-3)
     assert seen and all(s == before for s in seen)
+
+
+@pytest.mark.parametrize("coupled", [True, False])
+@pytest.mark.parametrize("small_entries", [0, 2**30])
+def test_support_hessian_matches_its_definition_on_both_routes(coupled, small_entries, monkeypatch):
+    """The blocked route (per-class blocks, rows a chunk at a time, uint8 widened per chunk) and the
+    whole-block route for small supports both equal the Hessian entry by entry."""
+    monkeypatch.setattr(pn, "SMALL_HESSIAN_ENTRIES", small_entries)
+    monkeypatch.setattr(pn, "CHUNK_BYTES", 4096)  # several row chunks on the blocked route
+    X, P, mask, _ = _problem(seed=3, n=300, p=20, C=4)
+    rows, cls = np.nonzero(mask)
+    got = pn.support_hessian(X.astype(np.uint8), P, rows, cls, coupled)
+    n, s = X.shape[0], len(rows)
+    want = np.empty((s, s))
+    for a in range(s):
+        for b in range(s):
+            same = P[:, cls[a]] if cls[a] == cls[b] else 0.0
+            both = P[:, cls[a]] * P[:, cls[b]] if coupled else 0.0
+            want[a, b] = np.sum(X[:, rows[a]] * X[:, rows[b]] * (same - both)) / n
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)

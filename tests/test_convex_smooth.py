@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import spikecvx.convex.prox_newton as prox_newton_module
-from spikecvx.convex import reg_max, solve
+from spikecvx.convex import path, reg_grid, reg_max, solve
 from spikecvx.dictionary import sample_witnesses, spike_dictionary
 from spikecvx.snn import ParallelSNN
 
@@ -119,3 +119,21 @@ def test_chunked_products_match_float64():
         np.testing.assert_allclose(matrix.rmatmul(A, U), A.astype(float).T @ U, rtol=1e-12)
     finally:
         matrix.CHUNK_BYTES = monkey_chunk
+
+
+def test_small_support_newton_steps_are_lightly_damped(digits_dictionary, monkeypatch):
+    """Along a whole path to reg_max / 1000, the factorised support Newton step converges in few
+    steps: 43 at the dense damping 0.03, 90 at the large-support damping 0.3."""
+    D, y = digits_dictionary
+    steps = [0]
+    newton = prox_newton_module.support_newton
+
+    def counted(*args, **kwargs):
+        steps[0] += 1
+        return newton(*args, **kwargs)
+
+    monkeypatch.setattr(prox_newton_module, "support_newton", counted)
+    assert prox_newton_module.DENSE_NEWTON_DAMPING < prox_newton_module.NEWTON_DAMPING
+    results = path(D, y, "softmax", regs=reg_grid(D, y, "softmax", n_regs=8, min_ratio=1e-3))
+    assert all(r.converged and r.rel_gap <= 1e-6 for r in results)
+    assert steps[0] <= 55, steps[0]

@@ -250,10 +250,10 @@ def _logsumexp_rows(Z: np.ndarray) -> np.ndarray:
     """logsumexp over each row of Z, (n, 1): plain numpy (scipy's version costs more in dispatch
     than in arithmetic on small problems, and the solver calls it every iteration); scipy's for
     rows that hold infinities."""
-    m = np.max(Z, axis=1, keepdims=True)
-    if not np.all(np.isfinite(m)):
+    m = Z.max(axis=1, keepdims=True)
+    if not np.isfinite(m).all():
         return logsumexp(Z, axis=1, keepdims=True)
-    return m + np.log(np.sum(np.exp(Z - m), axis=1, keepdims=True))
+    return m + np.log(np.exp(Z - m).sum(axis=1, keepdims=True))
 
 
 class Softmax(Datafit):
