@@ -68,7 +68,7 @@ def test_class_preconditioner_solves_the_newton_system_in_fewer_products():
 def test_preconditioner_falls_back_to_the_diagonal_for_a_large_class(monkeypatch):
     X, P, mask, grad = _problem(seed=1)
     mu = 1e-2
-    monkeypatch.setattr(pn, "DENSE_NEWTON_MAX", 10)  # every class is "large": diagonal blocks
+    monkeypatch.setattr(pn, "CLASS_BLOCK_MAX", 10)  # every class is "large": diagonal blocks
     z = pn.class_preconditioner(X, P * (1 - P), mask, mu)(grad)
     diag = (X * X).T @ (P * (1 - P)) / X.shape[0] + mu
     np.testing.assert_allclose(z[mask], grad[mask] / diag[mask], rtol=1e-5)
