@@ -329,9 +329,9 @@ class ClassBlocks:
             if (len(idx) - int(inside.sum()) <= BLOCK_REFORM_FRACTION * len(idx)
                     and np.linalg.norm(h - h0) <= CURVATURE_DRIFT * np.linalg.norm(h0)):
                 return ids[inside], blk[np.ix_(inside, inside)]
-        self.kept[c] = idx, self._gram(X, h, idx), h
+        self.kept[c] = idx, blk, h = idx, self._gram(X, h, idx), h
         self.formed += 1
-        return self.kept[c][:2]
+        return idx, blk.copy()  # the caller adds its damping to what it gets
 
     def preconditioner(self, X, Hs, mask, mu, rows: np.ndarray | None = None):
         """(hess_c + mu I)^-1 per class on the entries of ``mask`` (p, C), as a function of a
