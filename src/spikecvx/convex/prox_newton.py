@@ -141,7 +141,8 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
             if moved:  # fresh curvature at the new point
                 G, H = fit.grad_hess(Z, Y)
                 Hm = fit.model_curvature(Z, H)
-            W_sn = support_newton(X, G, Hm, W, W, reg, coupled, cache=newton_cache)
+            W_sn = support_newton(X, G, Hm, W, W, reg, coupled, cache=newton_cache,
+                                  XtG=None if moved else XtU)
             if W_sn is not None:
                 # projected step: entries whose sign would flip stop at zero, so the candidate
                 # stays in W's orthant, where the L1 term is linear; backtrack if it does not help
@@ -175,7 +176,7 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
 
 
 def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, damping=None,
-                   cache: dict | None = None):
+                   cache: dict | None = None, XtG=None):
     """Minimiser of the L1 quadratic model (built at W0) over the support of W with its signs fixed.
 
     Once coordinate descent has found the support, this solve finishes the job in one step (exactly
@@ -183,12 +184,14 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
     the Hessian is formed and factorised (2 n s^2 flops; CD alone crawls here because binary
     columns share one dominant direction); beyond that, conjugate gradients (``pcg``) with float32
     Hessian-vector products on the support's columns, preconditioned by the per-class diagonal
-    blocks of the Hessian (``class_preconditioner``). Both keep the coupled softmax Hessian
+    blocks of the Hessian (``ClassBlocks``). Both keep the coupled softmax Hessian
     (diag(p) - p p^T per sample) exact, damped by ``damping`` times the model gradient's norm (see
     ``NEWTON_DAMPING``). In the dense case, entries whose new value would change sign are set to
     zero and the step re-solved on the rest (``ACTIVE_SET_ROUNDS``). ``cache`` (a dict kept by the
-    caller across Newton steps) holds the float32 block and the preconditioner, reused while the
-    support stays the same. The caller keeps the result only if it lowers the true objective.
+    caller across Newton steps) holds the float32 block of the support's columns (reused while
+    they stay the same), the preconditioner (reused while the support stays the same) and the
+    ``ClassBlocks`` that later supports draw on; ``XtG``, when the caller has it, is X^T G / n. The caller keeps the
+    result only if it lowers the true objective.
     """
     n = X.shape[0]
     mask = W != 0
@@ -201,7 +204,7 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
         return rmatmul(X, HR) / n * mask
 
     # gradient of the model at W: G taken at W0 plus curvature times (W - W0)
-    grad = rmatmul(X, G) / n + reg * np.sign(W)
+    grad = (rmatmul(X, G) / n if XtG is None else XtG) + reg * np.sign(W)
     if np.any(W != W0):
         grad += hess_vec(W - W0)
     grad *= mask
