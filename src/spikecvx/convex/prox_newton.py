@@ -54,7 +54,7 @@ CLASS_BLOCK_MAX = 2000
 BLOCK_REFORM_FRACTION = 0.1
 # ... or once the class's sample curvature moved by more than this (relative norm) since it was
 # formed: a block formed far from the current point preconditions badly.
-CURVATURE_DRIFT = 0.01
+CURVATURE_DRIFT = 0.003
 MAX_CG = 50
 # Conjugate gradients stop when the squared residual fell by this factor.
 CG_REL_RESIDUAL_SQ = 1e-24
@@ -190,8 +190,8 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
     zero and the step re-solved on the rest (``ACTIVE_SET_ROUNDS``). ``cache`` (a dict kept by the
     caller across Newton steps) holds the float32 block of the support's columns (reused while
     they stay the same), the preconditioner (reused while the support stays the same) and the
-    ``ClassBlocks`` that later supports draw on; ``XtG``, when the caller has it, is X^T G / n. The caller keeps the
-    result only if it lowers the true objective.
+    ``ClassBlocks`` that later supports draw on; ``XtG``, when the caller has it, is X^T G / n.
+    The caller keeps the result only if it lowers the true objective.
     """
     n = X.shape[0]
     mask = W != 0
@@ -230,7 +230,7 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
         # already formed (``ClassBlocks``)
         blocks = cache.setdefault("blocks", ClassBlocks())
         Hs = H * (1.0 - H) if coupled else H  # the per-class diagonal blocks' sample curvature
-        cache.update(mask=mask, precondition=blocks.preconditioner(X, Hs, mask, mu, rows=cols))
+        cache.update(mask=mask, precondition=blocks.preconditioner(cache["X"], Hs, mask, mu, rows=cols))
     Xs = cache["X"]
     H32 = H.astype(np.float32)
 
@@ -322,9 +322,9 @@ class ClassBlocks:
                 acc += Aw.T @ Aw
         return acc.astype(np.float64) / n
 
-    def _block(self, X, h, c, idx):
-        """(ids, block): the block of class c on the entries of idx that it holds, formed afresh
-        when too many of idx lie outside the kept one."""
+    def _block(self, X, h, c, idx, pos):
+        """(ids, block): the block of class c on the entries of idx (at columns pos of X) that it
+        holds, formed afresh when too many of idx lie outside the kept one."""
         kept = self.kept.get(c)
         if kept is not None:
             ids, blk, h0 = kept
@@ -332,13 +332,15 @@ class ClassBlocks:
             if (len(idx) - int(inside.sum()) <= BLOCK_REFORM_FRACTION * len(idx)
                     and np.linalg.norm(h - h0) <= CURVATURE_DRIFT * np.linalg.norm(h0)):
                 return ids[inside], blk[np.ix_(inside, inside)]
-        self.kept[c] = idx, blk, h = idx, self._gram(X, h, idx), h
+        self.kept[c] = idx, blk, h = idx, self._gram(X, h, pos), h
         self.formed += 1
         return idx, blk.copy()  # the caller adds its damping to what it gets
 
     def preconditioner(self, X, Hs, mask, mu, rows: np.ndarray | None = None):
         """(hess_c + mu I)^-1 per class on the entries of ``mask`` (p, C), as a function of a
-        residual whose rows are the columns ``rows`` of X (default: all of them)."""
+        residual (len(rows), C). ``rows``: the columns of the working set that X holds (X is then
+        the support's own block, e.g. its float32 copy; default: X holds all p of them). Blocks
+        are kept by working-set column, so they serve later supports with other columns."""
         rows = np.arange(mask.shape[0]) if rows is None else rows
         parts = []
         for c in range(mask.shape[1]):
@@ -348,7 +350,7 @@ class ClassBlocks:
             h = np.asarray(Hs[:, c], dtype=np.float32)
             ids = idx[:0]
             if len(idx) <= CLASS_BLOCK_MAX:
-                ids, blk = self._block(X, h, c, idx)
+                ids, blk = self._block(X, h, c, idx, np.searchsorted(rows, idx))
                 ridge = HESSIAN_RIDGE * max(1.0, float(np.trace(blk)) / len(ids))
                 blk[np.diag_indices(len(ids))] += ridge + mu
                 try:
@@ -358,7 +360,7 @@ class ClassBlocks:
                     ids = idx[:0]
             rest = idx[~np.isin(idx, ids)]
             if len(rest):
-                diag = self._gram(X, h, rest, diagonal=True)
+                diag = self._gram(X, h, np.searchsorted(rows, rest), diagonal=True)
                 parts.append((c, np.searchsorted(rows, rest), 1.0 / np.maximum(diag + mu, 1e-300)))
 
         def apply(r):
