@@ -41,6 +41,7 @@ def _kernel_signature(x_dtype, x_layout: str):
         types.float64[:, ::1],  # H
         _F64_2D_ANY, _F64_2D_ANY, _F64_2D_ANY,  # W, dW, R
         types.float64, types.boolean, types.boolean, types.int64, types.float64,  # reg .. tol
+        types.Array(types.boolean, 2, "C"),  # screened
     )
 
 
@@ -87,7 +88,7 @@ def _update(x, delta, h, r, s, coupled):
 
 
 @njit(_KERNEL_SIGNATURES, cache=True)
-def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol):
+def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max_epochs, tol, screened):
     """Minimise over dW the model of F(X (W + dW)) + reg * Omega(W + dW) around W:
 
         (1/n) sum_i [G_i . R_i + R_i^T H_i R_i / 2] + reg * Omega(W + dW),   R = X dW,
@@ -96,7 +97,10 @@ def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max
     gradients; W, dW: (p, C); R: (n, C) kept equal to X @ dW.
     Per-sample curvature H_i: diag(H[i]) when ``coupled`` is False; when True, H holds softmax
     probabilities p_i and H_i = diag(p_i) - p_i p_i^T (the exact multinomial Hessian).
-    ``prox`` (with ``params``) is the penalty's proximal operator. Elementwise penalties
+    ``prox`` (with ``params``) is the penalty's proximal operator. ``screened`` (p, C), or (p, 1)
+    for a group penalty: entries the sweeps leave alone while they are zero (the caller screens
+    out entries whose gradient is far inside the zero set; the outer duality gap still checks
+    every entry, so screening can cost iterations, never correctness). Elementwise penalties
     (``group`` False) minimise entry by entry exactly; group penalties take a block step with a
     curvature that majorises the block (so every step decreases the model). ``max_epochs`` bounds
     the full sweeps (between them, up to 4 cheap sweeps over the nonzero entries). Returns the
@@ -133,6 +137,14 @@ def quadratic_model_cd(prox, params, X, G, H, W, dW, R, reg, group, coupled, max
                     continue
                 lo = k if not group else 0
                 hi = k + 1 if not group else C
+                if screened[j, k]:
+                    zero = True
+                    for c in range(lo, hi):
+                        if W[j, c] + dW[j, c] != 0.0:
+                            zero = False
+                    if zero:
+                        active[j, k] = False
+                        continue
                 x = X[:, j]
                 for c in range(lo, hi):
                     grad[c], curv[c] = _grad_curv(x, Gt[c], Ht[c], Rt[c], S, coupled, group)

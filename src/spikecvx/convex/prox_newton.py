@@ -25,6 +25,11 @@ MODEL_EPOCHS = 10
 # With a support Newton step after them (orthant-linear penalties), the sweeps only need to find
 # the support: fewer of them (the Newton step does the rest).
 NEWTON_MODEL_EPOCHS = 3
+# With an orthant-linear penalty (L1), the sweeps leave alone zero entries whose gradient at the
+# model's centre is below this fraction of reg (a strong-rule-like screen: such an entry rarely
+# enters within one model solve; the next iteration's gradient, and the duality gap over every
+# entry, catch those that must).
+SCREEN_FRACTION = 0.8
 # Stopping tolerance of those sweeps, relative to the coefficient scale: the outer loop's dual gap
 # decides convergence, so the model is solved essentially exactly.
 MODEL_TOL = 1e-12
@@ -41,7 +46,16 @@ ANDERSON_DEPTH = 5
 SUPPORT_NEWTON_STEPS = (1.0, 0.5, 0.25)
 # Up to this many support coefficients the Hessian is formed and factorised; beyond it,
 # conjugate gradients with Hessian-vector products (memory and O(s^3) cost).
-DENSE_NEWTON_MAX = 2000
+DENSE_NEWTON_MAX = 1000
+# Classes with more support entries than this get a diagonal preconditioner block (memory and
+# the O(s^3) inverse); below it, the dense block (``ClassBlocks``).
+CLASS_BLOCK_MAX = 2000
+# A kept preconditioner block serves a class's later supports until more than this fraction of
+# the class's entries lie outside it (they get their diagonal meanwhile); then it is re-formed.
+BLOCK_REFORM_FRACTION = 0.1
+# ... or once the class's sample curvature moved by more than this (relative norm) since it was
+# formed: a block formed far from the current point preconditions badly.
+CURVATURE_DRIFT = 0.003
 MAX_CG = 50
 # Conjugate gradients stop when the squared residual fell by this factor.
 CG_REL_RESIDUAL_SQ = 1e-24
@@ -97,6 +111,13 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     n = X.shape[0]
     if pen.orthant_linear:
         epochs = min(epochs, NEWTON_MODEL_EPOCHS)
+    none_screened = np.zeros((W.shape[0], 1 if pen.group else W.shape[1]), dtype=bool)
+
+    def screen(W, XtU):
+        # entries the sweeps skip while zero: (L1) a gradient below SCREEN_FRACTION of reg
+        if not pen.orthant_linear or SCREEN_FRACTION <= 0:
+            return none_screened
+        return np.ascontiguousarray((W == 0) & (np.abs(XtU) < SCREEN_FRACTION * reg))
     X_cd = X  # the sweeps read a compact (uint8) block as it is: less memory traffic than float64
     if X.dtype != np.float64 and 8 * X.size <= WIDEN_BYTES:
         X = np.asfortranarray(X, dtype=np.float64)
@@ -111,15 +132,20 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     obj = objective(Z, W)
     for _ in range(max_iter):
         G, H = fit.grad_hess(Z, Y)
-        if obj - tracker.update(G / n, lambda U: rmatmul(X, U)) <= tol_abs:
+        XtU = rmatmul(X, G / n)
+        if obj - tracker.update(G / n, lambda U: rmatmul(X, U), XtU) <= tol_abs:
             break
+        # the sweeps are skipped after a full Newton step only while no zero entry violates its
+        # optimality condition (|x_j^T u_c| <= reg): an entry that must enter needs them
+        newton_ok = newton_ok and not np.any((np.abs(XtU) > reg) & (W == 0))
         Hm = fit.model_curvature(Z, H)
         stalled = moved = False
         if not newton_ok:
             dW = np.zeros_like(W)
             R = np.zeros_like(Z)
             quadratic_model_cd(_kernel_prox(pen.prox), pen.params, X_cd, np.ascontiguousarray(G),
-                               np.ascontiguousarray(Hm), W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL)
+                               np.ascontiguousarray(Hm), W, dW, R, reg, pen.group, coupled, epochs, MODEL_TOL,
+                               screen(W, XtU))
             decrease = float(np.sum(G * R)) / n + reg * (pen.value(W + dW) - pen.value(W))
             # a model decrease at round-off level: coordinate descent is done, the Newton step may not be
             stalled = decrease >= -MIN_RELATIVE_DECREASE * max(1.0, abs(obj))
@@ -138,8 +164,8 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
             if moved:  # fresh curvature at the new point
                 G, H = fit.grad_hess(Z, Y)
                 Hm = fit.model_curvature(Z, H)
-            support = W != 0
-            W_sn = support_newton(X, G, Hm, W, W, reg, coupled, cache=newton_cache)
+            W_sn = support_newton(X, G, Hm, W, W, reg, coupled, cache=newton_cache,
+                                  XtG=None if moved else XtU)
             if W_sn is not None:
                 # projected step: entries whose sign would flip stop at zero, so the candidate
                 # stays in W's orthant, where the L1 term is linear; backtrack if it does not help
@@ -153,9 +179,9 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
                     polish = stalled and new <= obj + ROUNDOFF * abs(obj)
                     if new < obj or polish:
                         stalled = stalled and new >= obj - ROUNDOFF * abs(obj)
-                        # a full step that kept the support: the next iteration goes straight to
-                        # Newton (the sweeps return when a step fails or the support changes)
-                        newton_ok = step == 1.0 and not stalled and np.array_equal(cand != 0, support)
+                        # a full step: the next iteration goes straight to Newton (the sweeps
+                        # return when a step fails or an entry outside the support must enter)
+                        newton_ok = step == 1.0 and not stalled
                         W, Z, obj = cand, Z_c, new
                         break
         if stalled:
@@ -173,7 +199,7 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
 
 
 def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, damping=None,
-                   cache: dict | None = None):
+                   cache: dict | None = None, XtG=None):
     """Minimiser of the L1 quadratic model (built at W0) over the support of W with its signs fixed.
 
     Once coordinate descent has found the support, this solve finishes the job in one step (exactly
@@ -181,13 +207,15 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
     the Hessian is formed and factorised (2 n s^2 flops; CD alone crawls here because binary
     columns share one dominant direction); beyond that, conjugate gradients (``pcg``) with float32
     Hessian-vector products on the support's columns, preconditioned by the per-class diagonal
-    blocks of the Hessian (``class_preconditioner``). Both keep the coupled softmax Hessian
+    blocks of the Hessian (``ClassBlocks``). Both keep the coupled softmax Hessian
     (diag(p) - p p^T per sample) exact, damped by ``damping`` times the model gradient's norm (by
     default ``DENSE_NEWTON_DAMPING`` when factorised, ``NEWTON_DAMPING`` otherwise). In the dense
     case, entries whose new value would change sign are set to zero and the step re-solved on the
     rest (``ACTIVE_SET_ROUNDS``). ``cache`` (a dict kept by the caller across Newton steps) holds
-    the float32 block and the preconditioner, reused while the support stays the same. The caller
-    keeps the result only if it lowers the true objective.
+    the float32 block of the support's columns (reused while they stay the same), the
+    preconditioner (reused while the support stays the same) and the ``ClassBlocks`` that later
+    supports draw on; ``XtG``, when the caller has it, is X^T G / n. The caller keeps the result
+    only if it lowers the true objective.
     """
     n = X.shape[0]
     mask = W != 0
@@ -200,7 +228,7 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
         return rmatmul(X, HR) / n * mask
 
     # gradient of the model at W: G taken at W0 plus curvature times (W - W0)
-    grad = rmatmul(X, G) / n + reg * np.sign(W)
+    grad = (rmatmul(X, G) / n if XtG is None else XtG) + reg * np.sign(W)
     if np.any(W != W0):
         grad += hess_vec(W - W0)
     grad *= mask
@@ -220,13 +248,16 @@ def support_newton(X, G, H, W0, W, reg, coupled, max_cg=MAX_CG, dense_max=None, 
     ms = mask[cols]
     if cache is None:
         cache = {}
-    same = "mask" in cache and np.array_equal(cache["cols"], cols) and np.array_equal(cache["mask"], ms)
-    if not same:
-        # the block is copied and the preconditioner formed once per support: later Newton
-        # steps on the same support reuse both (the curvature changes little near the optimum)
-        Xs = np.asfortranarray(X[:, cols], dtype=np.float32)
+    if not ("cols" in cache and np.array_equal(cache["cols"], cols)):
+        # the float32 copy of the support's columns, made once per set of support columns
+        cache.update(cols=cols, X=np.asfortranarray(X[:, cols], dtype=np.float32))
+    if not ("mask" in cache and np.array_equal(cache["mask"], mask)):
+        # the preconditioner, once per support: later Newton steps on the same support reuse it
+        # (the curvature changes little near the optimum); a new support reuses the blocks
+        # already formed (``ClassBlocks``)
+        blocks = cache.setdefault("blocks", ClassBlocks())
         Hs = H * (1.0 - H) if coupled else H  # the per-class diagonal blocks' sample curvature
-        cache.update(cols=cols, mask=ms, X=Xs, precondition=class_preconditioner(Xs, Hs, ms, mu))
+        cache.update(mask=mask, precondition=blocks.preconditioner(cache["X"], Hs, mask, mu, rows=cols))
     Xs = cache["X"]
     H32 = H.astype(np.float32)
 
@@ -275,49 +306,98 @@ def pcg(hess_vec, grad, mu, precondition, max_cg=MAX_CG, rtol=None):
 
 def class_preconditioner(X, Hs, mask, mu):
     """The inverse of the Hessian's per-class diagonal blocks, A_c^T diag(Hs_c) A_c / n + mu I
-    with A_c the columns of X where ``mask[:, c]``, as a function of a residual (p, C).
+    with A_c the columns of X where ``mask[:, c]``, as a function of a residual (p, C)
+    (``ClassBlocks``, formed afresh)."""
+    return ClassBlocks().preconditioner(X, Hs, mask, mu)
+
+
+class ClassBlocks:
+    """The Hessian's per-class diagonal blocks A_c^T diag(Hs_c) A_c / n, kept for reuse as the
+    preconditioner (their inverses, damped by mu) of conjugate gradients on successive supports.
 
     The blocks carry the correlation between a class's columns (binary columns share one
     dominant direction, which makes plain conjugate gradients crawl); only softmax's coupling
     between classes is left to the iterations. They are formed in float32 (a preconditioner
-    needs no more) a block of rows at a time, and factorised once; a class with more than
-    ``DENSE_NEWTON_MAX`` entries keeps its diagonal only.
+    needs no more) a block of rows at a time. Forming one (n s_c^2) costs far more than
+    factorising it (s_c^3 / 3), and successive Newton steps change the support by a few
+    entries, so a kept block serves the next supports: entries that left the support are
+    dropped from it (a principal sub-block), entries that joined get their diagonal (a valid,
+    cruder preconditioner for them), and the result is inverted with the current damping mu.
+    A class's block is formed afresh, at the current curvature, once more than
+    ``BLOCK_REFORM_FRACTION`` of its entries lie outside it or its curvature moved by more than
+    ``CURVATURE_DRIFT`` (relative norm) since it was formed. A class with more than
+    ``CLASS_BLOCK_MAX`` entries keeps its diagonal only.
     """
-    n = X.shape[0]
-    blocks = []
-    for c in range(mask.shape[1]):
-        idx = np.flatnonzero(mask[:, c])
-        if len(idx) == 0:
-            continue
-        dense = len(idx) <= DENSE_NEWTON_MAX
-        acc = np.zeros((len(idx), len(idx)) if dense else len(idx), dtype=np.float32)
-        step = max(1, CHUNK_BYTES // (4 * len(idx)))
+
+    def __init__(self) -> None:
+        self.kept: dict[int, tuple] = {}  # c -> (column ids, block, curvature it was formed at)
+        self.formed = 0  # blocks formed (counted by tests)
+
+    @staticmethod
+    def _gram(X, h, idx, diagonal=False):
+        """A^T diag(h) A / n (or its diagonal) for the columns idx of X, in float32 a block of
+        rows at a time."""
+        n = X.shape[0]
+        acc = np.zeros(len(idx) if diagonal else (len(idx), len(idx)), dtype=np.float32)
+        step = max(1, CHUNK_BYTES // (4 * max(1, len(idx))))
         for a in range(0, n, step):
-            A = X[a : a + step, idx]
-            if dense:
-                Aw = A * np.sqrt(Hs[a : a + step, c], dtype=np.float32)[:, None]
-                acc += Aw.T @ Aw
+            A = np.asarray(X[a : a + step, idx], dtype=np.float32)
+            if diagonal:
+                acc += (A * A).T @ h[a : a + step]
             else:
-                acc += (A * A).T @ Hs[a : a + step, c].astype(np.float32)
-        acc = acc.astype(np.float64) / n
-        if dense:
-            acc[np.diag_indices(len(idx))] += HESSIAN_RIDGE * max(1.0, float(np.trace(acc)) / len(idx)) + mu
-            try:
-                np.linalg.cholesky(acc)  # positive definite: its inverse is the block's preconditioner
-                blocks.append((c, idx, np.linalg.inv(acc)))
+                Aw = A * np.sqrt(h[a : a + step])[:, None]
+                acc += Aw.T @ Aw
+        return acc.astype(np.float64) / n
+
+    def _block(self, X, h, c, idx, pos):
+        """(ids, block): the block of class c on the entries of idx (at columns pos of X) that it
+        holds, formed afresh when too many of idx lie outside the kept one."""
+        kept = self.kept.get(c)
+        if kept is not None:
+            ids, blk, h0 = kept
+            inside = np.isin(ids, idx)
+            if (len(idx) - int(inside.sum()) <= BLOCK_REFORM_FRACTION * len(idx)
+                    and np.linalg.norm(h - h0) <= CURVATURE_DRIFT * np.linalg.norm(h0)):
+                return ids[inside], blk[np.ix_(inside, inside)]
+        self.kept[c] = idx, blk, h = idx, self._gram(X, h, pos), h
+        self.formed += 1
+        return idx, blk.copy()  # the caller adds its damping to what it gets
+
+    def preconditioner(self, X, Hs, mask, mu, rows: np.ndarray | None = None):
+        """(hess_c + mu I)^-1 per class on the entries of ``mask`` (p, C), as a function of a
+        residual (len(rows), C). ``rows``: the columns of the working set that X holds (X is then
+        the support's own block, e.g. its float32 copy; default: X holds all p of them). Blocks
+        are kept by working-set column, so they serve later supports with other columns."""
+        rows = np.arange(mask.shape[0]) if rows is None else rows
+        parts = []
+        for c in range(mask.shape[1]):
+            idx = rows[np.flatnonzero(mask[rows, c])]
+            if len(idx) == 0:
                 continue
-            except np.linalg.LinAlgError:  # not numerically definite: its diagonal (mu included)
-                acc = np.diag(acc) - mu
-        blocks.append((c, idx, 1.0 / np.maximum(acc + mu, 1e-300)))
+            h = np.asarray(Hs[:, c], dtype=np.float32)
+            ids = idx[:0]
+            if len(idx) <= CLASS_BLOCK_MAX:
+                ids, blk = self._block(X, h, c, idx, np.searchsorted(rows, idx))
+                ridge = HESSIAN_RIDGE * max(1.0, float(np.trace(blk)) / len(ids))
+                blk[np.diag_indices(len(ids))] += ridge + mu
+                try:
+                    np.linalg.cholesky(blk)  # positive definite: its inverse preconditions the class
+                    parts.append((c, np.searchsorted(rows, ids), np.linalg.inv(blk)))
+                except np.linalg.LinAlgError:  # not numerically definite: the diagonal below
+                    ids = idx[:0]
+            rest = idx[~np.isin(idx, ids)]
+            if len(rest):
+                diag = self._gram(X, h, np.searchsorted(rows, rest), diagonal=True)
+                parts.append((c, np.searchsorted(rows, rest), 1.0 / np.maximum(diag + mu, 1e-300)))
 
-    def apply(r):
-        # numpy's BLAS only (the inverse, not scipy's triangular solves: see ``support_hessian``)
-        z = np.zeros_like(r)
-        for c, idx, inv in blocks:
-            z[idx, c] = inv @ r[idx, c] if inv.ndim == 2 else inv * r[idx, c]
-        return z
+        def apply(r):
+            z = np.zeros_like(r)
+            # numpy's BLAS only (the inverse, not scipy's triangular solves: see ``support_hessian``)
+            for c, at, inv in parts:
+                z[at, c] = inv @ r[at, c] if inv.ndim == 2 else inv * r[at, c]
+            return z
 
-    return apply
+        return apply
 
 
 def active_set_newton(hess, grad, w, mu=0.0, rounds=ACTIVE_SET_ROUNDS):
