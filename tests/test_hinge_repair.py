@@ -164,10 +164,18 @@ def test_identifier_route_is_pinned(monkeypatch):
     reg = reg_max(D, y, "hinge") / 30
     ref = _lp_primal(D, y, reg, monkeypatch)
     monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)
+    found = []
+
+    def recorded(*args, **kwargs):
+        found.append(hv.identify_ipm(*args, **kwargs))
+        return found[-1]
+
+    monkeypatch.setattr(hf, "identify_ipm", recorded)
     W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     route, pivots, iterations, repair_pivots = info["state"].log[-1]
     assert route == "vertex" and pivots == 0 and info["pivots"] == 0 and iterations > 0
-    assert repair_pivots >= 0 and info["rel_gap"] <= 1e-11
+    assert len(found) == 1 and found[0].ok and found[0].repairs >= 1 and iterations == found[0].iterations
+    assert repair_pivots == found[0].pivots and info["rel_gap"] <= 1e-11
     lp = info["state"].lps[0]
     assert lp.pending is not None and not lp.cols  # setBasis deferred
     assert info["working_set"][0] == np.count_nonzero(lp.pending[0] >= 0)
@@ -237,3 +245,50 @@ def test_rows_of_zero_weight_along_a_path(monkeypatch):
         primal, gap = _by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
         assert gap <= 1e-9 * max(1.0, primal) and np.all(alpha[~kept, 0] == 0)
     assert routes[0] == "vertex" and routes[2] == "repair"
+
+
+def _lp_reference(A, s, reg):
+    """The LP's optimal value by scipy's HiGHS on the standard form (w = wp - wm, xi, sg)."""
+    from scipy.optimize import linprog
+
+    n, p = A.shape
+    c = np.concatenate([np.full(2 * p, reg), s, np.zeros(n)])
+    A_eq = np.hstack([A, -A, np.eye(n), -np.eye(n)])
+    return linprog(c, A_eq=A_eq, b_eq=np.ones(n), bounds=(0, None), method="highs").fun
+
+
+def test_duplicate_rows_of_opposite_labels_hand_over_to_blands_rule():
+    """Rows x_i and x_i with opposite labels: the steps are rounding noise (1e-15..1e-13), not
+    exactly 0; counted as degenerate by their objective drop, Bland's rule takes over and the
+    simplex reaches the optimum far within its budget (with an absolute step test it cycles to
+    the budget of 3000 from this start)."""
+    rng = np.random.default_rng(5)
+    n, p = 145, 43
+    X = (rng.random((n, p)) < 0.3).astype(float)
+    X[n // 2:] = X[: n - n // 2]
+    score = X[:, :5].sum(1)
+    y = np.where(score + rng.normal(size=n) * 0.3 > score.mean(), 1.0, -1.0)
+    y[n // 2:] = -y[: n - n // 2]
+    A, s = y[:, None] * X, np.full(n, 1.0 / n)
+    reg = 0.0022 * np.abs(A.T @ s).max()
+    S = rng.choice(p, 14, replace=False)
+    M = rng.choice(n, 111, replace=False)
+    got = hr.repair(A, s, reg, S, M, accept=1e-11, max_pivots=3000)
+    assert got.ok and got.reason == "optimal" and got.pivots < 1500, (got.reason, got.pivots)
+    primal = s @ np.maximum(0.0, 1.0 - A @ got.w) + reg * np.abs(got.w).sum()
+    assert primal == pytest.approx(_lp_reference(A, s, reg), rel=1e-9)
+    assert got.rel_gap <= 1e-11
+
+
+def test_a_singular_start_gives_up(monkeypatch):
+    """When no regular block of the start can be inverted the repair gives up ("singular")
+    instead of raising, and the caller's LP decides."""
+    D, y = _binary(60, 30, 8)
+    A, s = _problem(D, y)
+
+    def singular(_):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(np.linalg, "inv", singular)
+    got = hr.repair(A, s, 0.01, np.arange(10), np.arange(10), accept=1e-11)
+    assert not got.ok and got.reason == "singular" and got.pivots == 0 and got.pattern is None

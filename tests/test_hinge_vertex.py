@@ -48,7 +48,6 @@ def _vertex_always(monkeypatch):
     one simplex pivot."""
     monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)
     monkeypatch.setattr(hf, "WARM_PIVOTS", 1)
-    monkeypatch.setattr(hf, "WARM_PIVOTS_AFTER_VERTEX", 1)
 
 
 @pytest.mark.parametrize("seed,frac", [(0, 5), (1, 30), (2, 300)])
@@ -116,8 +115,7 @@ def test_path_through_the_vertex_route_hands_its_basis_to_the_lp(monkeypatch):
     # the basis of the last identified vertex is optimal for the LP: the same value again costs
     # the warm simplex no pivot
     monkeypatch.setattr(hf, "WARM_PIVOTS", 10**6)
-    monkeypatch.setattr(hf, "WARM_PIVOTS_AFTER_VERTEX", 10**6)
-    assert state.log[-1][0] == "simplex+vertex"
+    assert state.log[-1][0] in ("vertex", "simplex+vertex")  # an identified vertex's basis
     state.lps[0].vertex = None  # not the repair of the last vertex: the LP's own route
     _, _, again = hf.solve_hinge_l1(D, y, regs[-1], tol=1e-9, state=state)
     assert state.log[-1] == ("simplex", 0, 0, 0)
@@ -151,13 +149,18 @@ def test_a_vertex_that_does_not_certify_falls_back_to_the_lp(monkeypatch):
         W_ref, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     _vertex_always(monkeypatch)
 
+    found = []
+
     def never_certify(Du, y_, s, reg_, accept, **kwargs):  # every repaired vertex refused
-        return identify_ipm(Du, y_, s, reg_, accept=-1.0, **kwargs)
+        found.append(identify_ipm(Du, y_, s, reg_, accept=-1.0, **kwargs))
+        return found[-1]
 
     monkeypatch.setattr(hf, "identify_ipm", never_certify)
     W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     route, pivots, iterations, repair_pivots = info["state"].log[-1]
-    assert route == "simplex" and iterations > 0 and repair_pivots >= 0  # repairs refused, then the LP
+    assert route == "simplex" and iterations > 0  # repairs refused, then the LP
+    assert found and all(not f.ok and f.repairs > 0 for f in found)
+    assert repair_pivots == sum(f.pivots for f in found)
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
     primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
@@ -197,10 +200,13 @@ def test_a_warm_start_on_a_grown_dictionary_reaches_the_lp_engines_optimum(monke
     assert info["state"].log[-1][0] == "vertex"
     primal, gap = _gap_by_hand(D2, y, w[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
-    # the next value sets the vertex's basis and adds the warm start's columns: once each
+    # the next value by the LP (not the repair of the last vertex): it sets the vertex's basis,
+    # adding the constraints of its support, and column generation adds the rest: once each
+    lp = info["state"].lps[0]
+    lp.vertex = None
     _, _, nxt = hf.solve_hinge_l1(D2, y, 0.9 * reg, warm_start=warm, state=info["state"])
-    cols = info["state"].lps[0].cols
-    assert len(set(cols)) == len(cols) and nxt["rel_gap"] <= 1e-9
+    assert info["state"].log[-1][0] == "simplex" and lp.pending is None
+    assert lp.cols and len(set(lp.cols)) == len(lp.cols) and nxt["rel_gap"] <= 1e-9
     monkeypatch.setattr(hf, "VERTEX_MAX_ENTRIES", 0)  # the LP route alone, for reference
     w_lp, _, info_lp = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
     assert primal == pytest.approx(info_lp["primal"], rel=1e-9)

@@ -44,7 +44,7 @@ import numpy as np
 
 from .._validation import check_int, check_positive, check_real_array
 from .hinge_programs import lp_scale
-from .hinge_vertex import identify_ipm, repair_pattern
+from .hinge_vertex import dense_rows, identify_ipm, repair_pattern
 from .matrix import DesignMatrix
 
 _LP_TOL = 1e-10  # HiGHS primal / dual feasibility tolerances
@@ -54,7 +54,6 @@ _IPM_MIN_COLUMNS = 500  # a cold start with at least this many (and half of all)
 # After a value solved by a vertex (the path is in its moving part) none: the repair of that
 # vertex (``VERTEX_REPAIR_PIVOTS``), then the identifier, before HiGHS sets its basis
 WARM_PIVOTS = 1000
-WARM_PIVOTS_AFTER_VERTEX = 0
 # after a value solved by a vertex, the next value first repairs that vertex's pattern with at
 # most this many pivots (``hinge_repair``; at the small-reg end of a path it is often optimal as
 # it is); the simplex takes over if that fails
@@ -265,13 +264,14 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
         elif dense_ok:  # a kept basis: the simplex, unless it needs many pivots; after a value
             # solved by a vertex (the path is in its moving part), that vertex repaired, else the
             # identifier at once
-            budget = WARM_PIVOTS if lp.routed is None else WARM_PIVOTS_AFTER_VERTEX
+            budget = WARM_PIVOTS
             if lp.vertex is not None:  # the last value's vertex, repaired for this value
-                found = _repair_last(Du, Yu[:, c], s, reg, accept, lp)
+                A = dense_rows(Du, Yu[:, c], s)  # y * X, for the repair and the identifier
+                found = _repair_last(Du, Yu[:, c], s, reg, accept, lp, A)
                 fixes += found[3]
                 route = "repair"
-                if found[0] is None and not budget:  # no simplex budget: the identifier at once
-                    found = _identify(Du, Yu[:, c], s, reg, accept, lp)
+                if found[0] is None:  # not repaired: the identifier at once, no simplex budget
+                    found = _identify(Du, Yu[:, c], s, reg, accept, lp, A)
                     ipm_its += found[2]
                     fixes += found[3]
                     route, budget = "vertex", None  # if it fails, the simplex runs to the end
@@ -315,7 +315,7 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
                 W[lp.cols, c] = w_lp
                 W[:, c] = _polish(Du, Yu[:, c], s, a, W[:, c], reg, float(corr.max()))
                 state.log.append(("simplex", used, ipm_its, fixes))
-                lp.routed = lp.vertex = None
+                lp.vertex = None
         output_rounds.append(r + 1)
         alpha_u[:, c] = a
 
@@ -327,27 +327,26 @@ def solve_hinge_l1(D, Y, reg: float, tol: float = 1e-6, warm_start: np.ndarray |
     return W, alpha, info
 
 
-def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
+def _identify(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP, A=None):
     """The vertex by ``hinge_vertex.identify_ipm``: (w, alpha, interior point iterations, repair
     pivots), w None when it did not certify. A certified vertex becomes the LP's basis when the LP
-    next runs, for the simplex's warm start at the next value of a path."""
-    found = identify_ipm(Du, y, s, reg, accept)
-    lp.routed = found.ok or None
+    next runs, for the simplex's warm start at the next value of a path. A: ``dense_rows``."""
+    found = identify_ipm(Du, y, s, reg, accept, A=A)
     if not found.ok:
         return None, None, found.iterations, found.pivots
-    lp.set_vertex(*found.pattern, found.w, found.alpha)
+    lp.set_vertex(*found.pattern)
     return found.w, found.alpha, found.iterations, found.pivots
 
 
-def _repair_last(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP):
+def _repair_last(Du: DesignMatrix, y, s, reg, accept, lp: _DualLP, A=None):
     """The last value's vertex repaired for this reg (``hinge_vertex.repair_pattern``, at most
     ``VERTEX_REPAIR_PIVOTS`` pivots): (w, alpha, 0, repair pivots), w None when it did not
     certify (the LP's routes follow)."""
     S, M = lp.vertex
-    found = repair_pattern(Du, y, s, reg, S, M, accept, VERTEX_REPAIR_PIVOTS)
+    found = repair_pattern(Du, y, s, reg, S, M, accept, VERTEX_REPAIR_PIVOTS, A)
     if not found.ok:
         return None, None, 0, found.pivots
-    lp.set_vertex(*found.pattern, found.w, found.alpha)
+    lp.set_vertex(*found.pattern)
     return found.w, found.alpha, 0, found.pivots
 
 
@@ -399,7 +398,6 @@ class _DualLP:
         import highspy
 
         self.Du, self.cols, self.reg = Du, [], None
-        self.routed = None  # True when the last value's vertex came from ``hinge_vertex``
         self.pending = None  # a vertex basis to set before the next solve (``set_vertex``)
         self.vertex = None  # (S, M) of the last value's vertex, while the LP has not moved past it
         self.limit, self.limited = None, False  # simplex pivot limit of ``run``, and whether it stopped it
@@ -464,22 +462,23 @@ class _DualLP:
             return len(self.cols)
         return len(set(self.cols) | {int(j) for j in self.pending[0]})
 
-    def set_vertex(self, S, sign, M, L, w, alpha) -> None:
-        """Make the basis of the vertex (w, alpha) the LP's when it next runs (``run``): a value
-        solved by the vertex alone never pays HiGHS's ``setBasis`` and first factorisation."""
-        self.pending = (S, sign, M, L, w, alpha)
+    def set_vertex(self, S, sign, M, L) -> None:
+        """Make the basis of the vertex with pattern (S, sign, M, L) the LP's when it next runs
+        (``run``): a value solved by the vertex alone never pays HiGHS's ``setBasis`` and first
+        factorisation."""
+        self.pending = (S, sign, M, L)
         self.vertex = (np.asarray(S), np.asarray(M))
 
-    def _apply_vertex(self, S, sign, M, L, w, alpha) -> None:
-        """Make the basis of the vertex (w, alpha) with support S (signs ``sign``), margin rows M
+    def _apply_vertex(self, S, sign, M, L) -> None:
+        """Make the basis of the vertex with support S (signs ``sign``), margin rows M
         (alpha basic) and rows L at alpha = 1 the LP's basis: the dual constraints of S are
-        active, at the bound of their sign. A degenerate vertex (|M| != |S|) becomes a basis by
-        moving the margin rows whose alpha is nearest a bound to it, or by making the support
-        columns of smallest |w| basic. Adds the constraints of S that the LP lacks. If HiGHS
-        refuses the basis, the LP keeps the one it had."""
+        active, at the bound of their sign (|S| = |M|: ``hinge_repair`` returns square bases).
+        Adds the constraints of S that the LP lacks. If HiGHS refuses the basis, the LP keeps the
+        one it had."""
         import highspy
 
         S, sign, M = np.asarray(S), np.asarray(sign), np.asarray(M)
+        assert len(S) == len(M), "a vertex basis is square"
         have = set(self.cols)
         self.add(sorted(int(j) for j in S if int(j) not in have))
         pos = {j: r + 1 for r, j in enumerate(self.cols)}
@@ -488,17 +487,9 @@ class _DualLP:
         col[np.asarray(L, dtype=np.int64)] = int(B.kUpper)
         row = np.full(len(self.cols) + 1, int(B.kBasic))
         row[0] = int(B.kLower)  # the q equality
-        if len(M) > len(S):
-            order = np.argsort(np.minimum(alpha[M], 1.0 - alpha[M]))
-            off = M[order[: len(M) - len(S)]]
-            col[off] = np.where(alpha[off] > 0.5, int(B.kUpper), int(B.kLower))
-            M = M[order[len(M) - len(S):]]
-        active = np.ones(len(S), dtype=bool)
-        if len(S) > len(M):
-            active[np.argsort(np.abs(w[S]))[: len(S) - len(M)]] = False
         col[M.astype(np.int64)] = int(B.kBasic)
         col[self.n] = int(B.kBasic)  # q, free
-        for j, sg in zip(S[active], sign[active]):
+        for j, sg in zip(S, sign):
             row[pos[int(j)]] = int(B.kUpper if sg > 0 else B.kLower)
         basis = highspy.HighsBasis()
         basis.col_status = [B(int(v)) for v in col]

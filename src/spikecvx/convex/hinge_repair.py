@@ -15,7 +15,9 @@ a column off S with |A_j^T lam| > reg, or a margin row with lam_i outside [0, s_
 pivot by a rank-one formula (a column or row replaced, or B bordered / deflated by one row and
 column when a row enters or leaves the margin set), prices every column with one A^T lam
 product, runs a two-pass (Harris) ratio test over the support and the rows off the margin, and
-switches to Bland's rule after a run of degenerate pivots. It stops with the optimal vertex,
+switches to Bland's rule (smallest index entering, exact minimum ratio leaving) after a run of
+degenerate pivots, those whose objective drop is rounding noise (duplicate rows of opposite
+labels make steps of 1e-15..1e-13 that are no progress). It stops with the optimal vertex,
 certified in float64 over every row and column with the certificate's formula, or gives up
 (``ok`` False) at its pivot budget, at a pivot element too small to trust, or on a singular
 start, so that the caller's LP fallback decides; correctness never rests on the repair.
@@ -35,6 +37,8 @@ PRICE_TOL = 1e-11  # relative dual infeasibility below which a candidate does no
 REFACTOR = 40  # pivots between accuracy checks of B's inverse (the margin rows' residuals)
 DRIFT = 1e-10  # largest margin-row residual |A_M w - 1| before B is inverted anew
 BLAND_AFTER = 30  # consecutive degenerate pivots before Bland's rule takes over
+DEGENERATE_REL = 1e-12  # a pivot dropping the objective by at most this (relative) is degenerate
+TIE_TOL = 1e-12  # ratios within this of the minimum tie in Bland's ratio test
 
 
 @dataclass
@@ -94,7 +98,10 @@ def repair(A: np.ndarray, s: np.ndarray, reg: float, S, M, accept: float,
     ``ok`` True when the simplex reached optimality and the vertex's relative gap is at most
     ``accept``."""
     n, p = A.shape
-    S, M, Binv = _regular(A, np.asarray(S, dtype=np.int64), np.asarray(M, dtype=np.int64))
+    try:
+        S, M, Binv = _regular(A, np.asarray(S, dtype=np.int64), np.asarray(M, dtype=np.int64))
+    except np.linalg.LinAlgError:  # no regular block found: the caller's LP decides
+        return Repaired(np.zeros(p), np.zeros(n), False, np.inf, 0, "singular")
     S, M = list(S), list(M)
     inM = np.zeros(n, dtype=bool)
     inM[M] = True
@@ -158,15 +165,20 @@ def repair(A: np.ndarray, s: np.ndarray, reg: float, S, M, accept: float,
             reason = "unsafe"  # unbounded: impossible for this LP, so numerically lost
             break
         ratio = vals[block] / -rates[block]
-        t_max = float(((vals[block] + FEAS_TOL) / -rates[block]).min())
-        near = block[ratio <= t_max]
-        if bland:
+        if bland:  # exact minimum ratio, ties broken by the smallest index
+            t_min = float(ratio.min())
+            near = block[ratio <= t_min + TIE_TOL * max(1.0, t_min)]
             keys = np.where(near < k, Sa[np.minimum(near, k - 1)] if k else 0, p + near - k)
             leave = int(near[np.argmin(keys)])
-        else:
+        else:  # Harris: the largest rate among the rows within FEAS_TOL of blocking first
+            t_max = float(((vals[block] + FEAS_TOL) / -rates[block]).min())
+            near = block[ratio <= t_max]
             leave = int(near[np.argmax(-rates[near])])
         t = max(0.0, float(vals[leave] / -rates[leave]))
-        degenerate = degenerate + 1 if t <= 1e-14 else 0
+        # degenerate: the objective drop is rounding noise next to the objective itself
+        drop = t * (reg * col[e] if enter_col else sM[e] * row[e])
+        objective = float(s @ np.maximum(0.0, 1.0 - m)) + reg * float(np.abs(w).sum())
+        degenerate = degenerate + 1 if drop <= DEGENERATE_REL * objective else 0
         # the basis change, with its inverse updated
         try:
             if enter_col and leave < k:  # column e replaces S[leave]

@@ -42,7 +42,6 @@ DROP = 1e-10  # row-space normal matrices leave out the columns with thw below t
 # FINAL_PIVOTS
 REPAIR_PIVOTS, FINAL_PIVOTS = 30, 300
 MAX_REPAIRS = 8  # repairs during the iterations before the identifier gives up
-SKIP_AFTER_FAILURE = True  # no repair at the iteration after one that failed
 RANK = 0.01  # ranked patterns: as many columns and rows as there are with complementarity above this
 
 
@@ -171,10 +170,7 @@ def _ranked(X, Z):
 def _try_repair(A, s, reg, S, M, accept, budget, out: Identified) -> bool:
     """Repair pattern (S, M) with at most ``budget`` pivots; a certified vertex becomes ``out``'s
     answer (True)."""
-    try:
-        got = repair(A, s, reg, S, M, accept, budget)
-    except np.linalg.LinAlgError:
-        return False
+    got = repair(A, s, reg, S, M, accept, budget)
     out.pivots += got.pivots
     out.repairs += 1
     if not got.ok:
@@ -187,9 +183,11 @@ _controller = None
 
 
 def _one_blas_thread():
-    """Context that runs the BLAS on one thread. The identifier calls both numpy's and scipy's
-    BLAS (two OpenBLAS copies); with two threads each, their idle threads spin against each
-    other, and the dense benchmark's identifier took 9.3 s of CPU instead of 0.9 on 2 cores."""
+    """Context that runs the BLAS on one thread, for the whole identifier (its factorisations
+    included). The identifier calls both numpy's and scipy's BLAS, two OpenBLAS copies with a
+    thread pool each: with two threads each, the idle threads of one copy spin while the other
+    works, so on the dense benchmark the identifier costs 9.3 s of CPU with two threads and 0.9 s
+    with one. Measured on 2 cores only (docs/design/hinge.md); more cores are not measured."""
     global _controller
     if _controller is None:
         from threadpoolctl import ThreadpoolController
@@ -198,37 +196,41 @@ def _one_blas_thread():
     return _controller.limit(limits=1, user_api="blas")
 
 
+def dense_rows(Du: DesignMatrix, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """A = y * X over the rows of positive weight, dense float64 in Fortran order (as the column
+    block comes): the matrix ``identify_ipm`` and ``repair_pattern`` work on, built once per
+    output when both run."""
+    rows = np.flatnonzero(s > 0)
+    D = Du if len(rows) == len(s) else DesignMatrix(Du.D[rows])
+    return y[rows, None] * D.columns(np.arange(Du.p))
+
+
 def identify_ipm(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
-                 max_iter: int = 40) -> Identified:
+                 max_iter: int = 40, A: np.ndarray | None = None) -> Identified:
     """``_identify`` on the rows of positive weight (rows of weight 0 change nothing; their alpha
-    is 0 and they are in no pattern), with the BLAS on one thread (``_one_blas_thread``)."""
+    is 0 and they are in no pattern), with the BLAS on one thread (``_one_blas_thread``).
+    A: ``dense_rows(Du, y, s)`` when the caller has it."""
     with _one_blas_thread():
-        return _identify_rows(Du, y, s, reg, accept, max_iter)
+        rows = np.flatnonzero(s > 0)
+        A = dense_rows(Du, y, s) if A is None else A
+        return _on_all_rows(_identify(A, s[rows], reg, accept, max_iter), rows, len(s))
 
 
 def repair_pattern(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, S, M, accept: float,
-                   budget: int) -> Identified:
+                   budget: int, A: np.ndarray | None = None) -> Identified:
     """The vertex repaired from pattern (S, M) alone, without interior point iterations (the
     last value's vertex along a path: its basis stays primal feasible for any reg), on the rows
-    of positive weight, with the BLAS on one thread."""
+    of positive weight, with the BLAS on one thread. A: ``dense_rows(Du, y, s)`` when the
+    caller has it."""
     with _one_blas_thread():
         rows = np.flatnonzero(s > 0)
         where = np.full(len(s), -1)
         where[rows] = np.arange(len(rows))
         M = where[np.asarray(M, dtype=np.int64)]
-        D = Du.D if len(rows) == len(s) else Du.D[rows]
-        A = y[rows, None] * DesignMatrix(D).columns(np.arange(Du.p))
+        A = dense_rows(Du, y, s) if A is None else A
         out = Identified(np.zeros(Du.p), np.zeros(len(rows)), False)
         _try_repair(A, s[rows], reg, np.asarray(S, dtype=np.int64), M[M >= 0], accept, budget, out)
         return _on_all_rows(out, rows, len(s))
-
-
-def _identify_rows(Du, y, s, reg, accept, max_iter) -> Identified:
-    rows = np.flatnonzero(s > 0)
-    if len(rows) == len(s):
-        return _identify(Du, y, s, reg, accept, max_iter)
-    out = _identify(DesignMatrix(Du.D[rows]), y[rows], s[rows], reg, accept, max_iter)
-    return _on_all_rows(out, rows, len(s))
 
 
 def _on_all_rows(out: Identified, rows: np.ndarray, n: int) -> Identified:
@@ -244,20 +246,18 @@ def _on_all_rows(out: Identified, rows: np.ndarray, n: int) -> Identified:
     return out
 
 
-def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept: float,
-              max_iter: int) -> Identified:
-    """The vertex of hinge + L1 for one output (distinct rows Du, labels y, weights s summing to
-    1), by a dense primal-dual interior point method on
+def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter: int) -> Identified:
+    """The vertex of hinge + L1 for one output (A0 = y * X over distinct rows, weights s summing
+    to 1), by a dense primal-dual interior point method on
 
         min  s^T xi + reg 1^T (wp + wm)   s.t.  A (wp - wm) + xi - sg = 1,   wp, wm, xi, sg >= 0
 
-    (A = y * Du, scaled by n) whose row multipliers are lam = n s alpha. Once the iterate's
+    (A = A0, scaled by n) whose row multipliers are lam = n s alpha. Once the iterate's
     relative gap is below ``ATTEMPT_GAP``, each new ranked pattern is repaired (``_try_repair``);
     returns the first vertex that certifies with relative gap <= ``accept`` (``ok``), or ``ok``
     False after ``max_iter`` iterations, ``MAX_REPAIRS`` repairs, or when the Newton systems fail
     (then after one longer repair of the last iterate's pattern)."""
-    n, p = len(y), Du.p
-    A0 = y[:, None] * Du.columns(np.arange(p))  # Fortran order, as the column block comes
+    n, p = A0.shape
     k = float(n)  # objective scaled so that s is about 1
     cw, cn = reg * k, s * k
     X = [np.ones(p), np.ones(p), np.ones(n), np.ones(n)]  # wp, wm, xi, sg
@@ -290,7 +290,7 @@ def _identify(Du: DesignMatrix, y: np.ndarray, s: np.ndarray, reg: float, accept
                     return out
                 if out.repairs >= MAX_REPAIRS:
                     break
-                rest = SKIP_AFTER_FAILURE
+                rest = True  # no repair at the iteration after one that failed
         else:
             rest = False
         th = [x / z for x, z in zip(X, Z)]
