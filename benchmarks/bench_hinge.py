@@ -13,10 +13,11 @@ brackets) the process's CPU time, which a machine shared with other work inflate
 single-threaded (OMP_NUM_THREADS=1 etc.) to compare engines on equal terms. With --cvxpy every
 value of every instance is also solved by CVXPY + Clarabel on the same objective (all rows, as a
 user would write it), and the ratio of the two times is printed with the largest relative
-difference of the objectives.
+difference of the objectives. --floor first prints the least one interior point iteration on the
+dense instance's shape costs (its normal matrix and Cholesky factorisation, best of 15).
 
 Usage:  python benchmarks/bench_hinge.py [--instances dense xor6 xor8 xor11 xor14] [--repeat 2] [--lp]
-        [--cvxpy] [--cache DIR]
+        [--cvxpy] [--cache DIR] [--floor]
 """
 
 from __future__ import annotations
@@ -101,6 +102,32 @@ def best_of(k, fn, *args):
     return min(runs, key=lambda r: r[0])
 
 
+def ipm_floor(repeat: int = 15) -> None:
+    """The least an interior point iteration on the dense instance's shape costs: the normal matrix
+    A^T diag(d) A (1000 x 1000 from 2000 rows) and its Cholesky factorisation, best of ``repeat``,
+    in float32 and float64 with one and two BLAS threads."""
+    from threadpoolctl import threadpool_limits
+
+    D, _ = dense_problem()
+    d64 = np.random.default_rng(1).random(D.shape[0]) + 0.1
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            for dtype in (np.float32, np.float64):
+                A, d = np.asfortranarray(D, dtype=dtype), d64.astype(dtype)
+                form = factor = np.inf
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    Aw = A * np.sqrt(d)[:, None]
+                    M = Aw.T @ Aw
+                    t1 = time.perf_counter()
+                    M[np.diag_indices(len(M))] += 1e-3
+                    np.linalg.cholesky(M)
+                    form, factor = min(form, t1 - t0), min(factor, time.perf_counter() - t1)
+                print(f"interior point iteration floor, {threads} BLAS thread(s), {np.dtype(dtype).name}: "
+                      f"normal matrix {1e3 * form:.1f} ms + Cholesky {1e3 * factor:.1f} ms = "
+                      f"{1e3 * (form + factor):.1f} ms", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--instances", nargs="+", default=["dense", "xor6", "xor8", "xor11"])
@@ -108,8 +135,12 @@ def main() -> None:
     ap.add_argument("--lp", action="store_true", help="also run the LP engine alone (no vertex identifier)")
     ap.add_argument("--cvxpy", action="store_true")
     ap.add_argument("--cache", metavar="DIR", help="keep the XOR dictionaries in DIR (NAME.npz) between runs")
+    ap.add_argument("--floor", action="store_true",
+                    help="also print the least an interior point iteration on the dense shape costs")
     args = ap.parse_args()
     print(machine_line())
+    if args.floor:
+        ipm_floor()
     print("| instance | regs | spikecvx path s (CPU s) | worst rel. gap | LP engine s (CPU s) | "
           "worst rel. gap | speed-up vs LP (wall / CPU) | CVXPY + Clarabel s (CPU s) | "
           "speed-up vs CVXPY (wall / CPU) | "
