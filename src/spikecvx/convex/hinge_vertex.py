@@ -43,6 +43,14 @@ DROP = 1e-10  # row-space normal matrices leave out the columns with thw below t
 REPAIR_PIVOTS, FINAL_PIVOTS = 30, 300
 MAX_REPAIRS = 8  # repairs during the iterations before the identifier gives up
 RANK = 0.01  # ranked patterns: as many columns and rows as there are with complementarity above this
+# screening: at iteration i (a key, counted from 0) the iterations go on with the restricted problem
+# (``_restrict``) of the columns and rows ``_screened`` by SCREEN[i] = (column, row) multiples of
+# the coefficients whose ratio passes RANK (None: all). Patterns of the restricted iterates are
+# repaired on the full problem, from relative gap SCREEN_GAP; after SCREEN_REPAIRS failed repairs,
+# SCREEN_ITERATIONS iterations, or Newton systems that fail, the full problem resumes from the
+# iterate where screening began. Problems of fewer than SCREEN_MIN entries are not screened.
+SCREEN = {4: (None, 2.0), 6: (1.6, 1.4)}
+SCREEN_GAP, SCREEN_REPAIRS, SCREEN_ITERATIONS, SCREEN_MIN = 1e-4, 3, 15, 10**6
 
 
 @dataclass
@@ -59,6 +67,7 @@ class Identified:
     pattern: tuple | None = None
     pivots: int = 0  # primal simplex pivots of the repairs (``hinge_repair``)
     repairs: int = 0
+    unscreened: bool = False  # the screened iterations failed and the full problem resumed
 
 
 def _cholesky(K):
@@ -181,6 +190,37 @@ def _try_repair(A, s, reg, S, M, accept, budget, out: Identified) -> bool:
 
 _controller = None
 
+def _screened(X, Z, keep: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """The columns and rows an interior point iterate keeps when screened (``SCREEN``): the
+    ``keep[0] * k`` coefficients and the ``keep[1] * k`` rows ranked first by their
+    complementarity ratios (as in ``_ranked``), k the number of coefficients whose ratio passes
+    ``RANK``, None keeping all."""
+    (wp, wm, xi, sg), (zp, zm, zxi, zsg) = X, Z
+    ratio = np.maximum(wp / zp, wm / zm)
+    margin = np.maximum(xi / zxi, sg / zsg)
+    k = np.count_nonzero(ratio > RANK)
+    kc = len(wp) if keep[0] is None else min(len(wp), int(np.ceil(keep[0] * k)))
+    kr = len(xi) if keep[1] is None else min(len(xi), int(np.ceil(keep[1] * k)))
+    return np.sort(np.argsort(-ratio)[:kc]), np.sort(np.argsort(margin)[:kr])
+
+
+def _restrict(A0, cn, cw, X, Z, lam, c, r):
+    """The interior point problem on columns c and rows r, with the iterate's values there.
+
+    Left-out columns are fixed at w = 0. A left-out row is fixed where its multiplier is: at
+    alpha = 1 (lam above half its cap: the row is inside the margin, its hinge is the linear
+    s_i (1 - A_i w), which moves reg into the costs of wp and wm and adds a constant) or at
+    alpha = 0 (outside: the row drops out). Returns A, cn, (costs of wp, wm), X, Z, lam of the
+    restricted problem and the constant of its objective."""
+    inside = np.ones(len(cn), dtype=bool)
+    inside[r] = False
+    inside &= lam > cn / 2
+    g = A0[inside][:, c].T @ cn[inside]
+    A = np.asfortranarray(A0[r][:, c])
+    X = [X[0][c], X[1][c], X[2][r], X[3][r]]
+    Z = [Z[0][c], Z[1][c], Z[2][r], Z[3][r]]
+    return A, cn[r], (cw[0][c] - g, cw[1][c] + g), X, Z, lam[r], float(cn[inside].sum())
+
 
 def _one_blas_thread():
     """Context that runs the BLAS on one thread, for the whole identifier (its factorisations
@@ -258,49 +298,75 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
     False after ``max_iter`` iterations, ``MAX_REPAIRS`` repairs, or when the Newton systems fail
     (then after one longer repair of the last iterate's pattern)."""
     n, p = A0.shape
+    Af, sf = A0, s  # the full problem: the repairs work on it
     k = float(n)  # objective scaled so that s is about 1
-    cw, cn = reg * k, s * k
+    cn = s * k
+    cw = (np.full(p, reg * k), np.full(p, reg * k))  # costs of wp and wm
     X = [np.ones(p), np.ones(p), np.ones(n), np.ones(n)]  # wp, wm, xi, sg
-    Z = [np.full(p, cw), np.full(p, cw), cn.copy(), np.ones(n)]  # their dual slacks
+    Z = [cw[0].copy(), cw[1].copy(), cn.copy(), np.ones(n)]  # their dual slacks
     lam = np.zeros(n)
+    C, R, const = np.arange(p), np.arange(n), 0.0  # the columns and rows iterated on
     out = Identified(np.zeros(p), np.zeros(n), False)
     tried: set = set()
     best_res, level, ever_near, rest = np.inf, 0, False, False
+    screen = SCREEN if Af.size >= SCREEN_MIN else {}
+    saved, since, fails = None, 0, 0  # the full problem where screening began; screened work
     for it in range(max_iter):
         out.iterations = it + 1
+        if it in screen:
+            c, r = _screened(X, Z, screen[it])
+            if len(c) < p or len(r) < n:
+                if saved is None:
+                    saved = (A0, cn, cw, X, Z, lam, level, best_res)
+                A0, cn, cw, X, Z, lam, add = _restrict(A0, cn, cw, X, Z, lam, c, r)
+                C, R, const = C[c], R[r], const + add
+                n, p = A0.shape
+                level, best_res = 0, np.inf
+        since += saved is not None
         wp, wm, xi, sg = X
         u = A0.T @ lam
         rp = 1.0 - A0 @ (wp - wm) - xi + sg
-        rd = [cw - u - Z[0], cw + u - Z[1], cn - lam - Z[2], lam - Z[3]]
+        rd = [cw[0] - u - Z[0], cw[1] + u - Z[1], cn - lam - Z[2], lam - Z[3]]
         mu = sum(float(x @ z) for x, z in zip(X, Z)) / (2 * p + 2 * n)
-        pobj = cw * float(wp.sum() + wm.sum()) + float(cn @ xi)
-        dobj = float(lam.sum())
+        pobj = float(cw[0] @ wp + cw[1] @ wm) + float(cn @ xi) + const
+        dobj = float(lam.sum()) + const
         res = float(np.abs(rp).max())
         best_res = min(best_res, res)
-        if res > max(1e3 * best_res, 1e-3):  # the Newton systems have lost their accuracy
-            break
-        near = abs(pobj - dobj) <= ATTEMPT_GAP * max(1.0, abs(pobj))
+        failed = res > max(1e3 * best_res, 1e-3)  # the Newton systems have lost their accuracy
+        near = abs(pobj - dobj) <= (ATTEMPT_GAP if saved is None else SCREEN_GAP) * max(1.0, abs(pobj))
         ever_near |= near
-        if near and not rest:
+        if near and not rest and not failed:
             S, M = _ranked(X, Z)
+            S, M = C[S], R[M]
             key = (S.tobytes(), M.tobytes())
             if key not in tried:  # a pattern repaired once with the same budget fails again
                 tried.add(key)
-                if _try_repair(A0, s, reg, S, M, accept, REPAIR_PIVOTS, out):
+                if _try_repair(Af, sf, reg, S, M, accept, REPAIR_PIVOTS, out):
                     return out
-                if out.repairs >= MAX_REPAIRS:
-                    break
+                fails += saved is not None
+                failed = out.repairs - fails >= MAX_REPAIRS
                 rest = True  # no repair at the iteration after one that failed
         else:
             rest = False
+        if saved is not None and (failed or fails >= SCREEN_REPAIRS or since >= SCREEN_ITERATIONS):
+            A0, cn, cw, X, Z, lam, level, best_res = saved  # the full problem resumes
+            n, p = A0.shape
+            C, R, const, saved, screen, rest = np.arange(p), np.arange(n), 0.0, None, {}, False
+            out.unscreened = True
+            continue
+        if failed:
+            break
         th = [x / z for x, z in zip(X, Z)]
         thw, dn = th[0] + th[1], th[2] + th[3]
         try:
             system = _NormalSystem(A0, thw, dn, level)
         except np.linalg.LinAlgError:
+            if saved is not None:  # the restricted problem's Newton systems fail: the full one resumes
+                since = SCREEN_ITERATIONS
+                continue
             break
 
-        def direction(rc, th=th, rd=rd, system=system, rp=rp, X=X, Z=Z):
+        def direction(rc, th=th, rd=rd, system=system, rp=rp, X=X, Z=Z, A0=A0):
             h = [t * (c / x - d) for t, c, x, d in zip(th, rc, X, rd)]
             dl = system.solve(rp - (h[2] - h[3]) - A0 @ (h[0] - h[1]))
             du = A0.T @ dl
@@ -316,6 +382,9 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
             sig = (mu_aff / mu) ** 3
             dx, dl, dz = direction([sig * mu - x * z - a * b for x, z, a, b in zip(X, Z, dx, dz)])
         except np.linalg.LinAlgError:
+            if saved is not None:  # the restricted problem's Newton systems fail: the full one resumes
+                since = SCREEN_ITERATIONS
+                continue
             break
         ap, ad = 0.995 * _step(X, dx), 0.995 * _step(Z, dz)
         X = [x + ap * a for x, a in zip(X, dx)]
@@ -323,5 +392,6 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
         lam = lam + ad * dl
         level = max(level, system.level)
     if ever_near:  # the iterations ended without a certified vertex: a longer repair
-        _try_repair(A0, s, reg, *_ranked(X, Z), accept, FINAL_PIVOTS, out)
+        S, M = _ranked(X, Z)
+        _try_repair(Af, sf, reg, C[S], R[M], accept, FINAL_PIVOTS, out)
     return out
