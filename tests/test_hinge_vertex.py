@@ -233,3 +233,65 @@ def test_a_factorisation_that_fails_mid_identifier_falls_back_to_the_lp(monkeypa
     assert info["state"].log[-1][0] != "vertex"
     primal, gap = _gap_by_hand(D, y, w[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
+
+
+def _screening_everywhere(monkeypatch, screen):
+    """Screening on every problem size, with the given schedule; returns the (columns, rows) each
+    restriction keeps, in its own problem's indices."""
+    from spikecvx.convex import hinge_vertex as hv
+
+    monkeypatch.setattr(hv, "SCREEN_MIN", 0)
+    monkeypatch.setattr(hv, "SCREEN", screen)
+    kept, restrict = [], hv._restrict
+
+    def recording(*args):
+        kept.append((args[-2].copy(), args[-1].copy()))
+        return restrict(*args)
+
+    monkeypatch.setattr(hv, "_restrict", recording)
+    return kept
+
+
+def test_screened_identifier_certifies_the_lp_engines_optimum(monkeypatch):
+    from spikecvx.convex import hinge_vertex as hv
+
+    D, y = _binary(300, 150, 2)
+    reg = reg_max(D, y, "hinge") / 50
+    with monkeypatch.context() as m:
+        _lp_only(m)
+        _, _, ref = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
+    kept = _screening_everywhere(monkeypatch, hv.SCREEN)
+    s = np.full(len(y), 1.0 / len(y))
+    found = identify_ipm(DesignMatrix(D), y, s, reg, accept=1e-11)
+    assert len(kept) == 2 and len(kept[-1][1]) < 200  # it screened (the rows: 300 -> 276 -> 157)
+    assert found.ok and found.screened > 0 and not found.unscreened
+    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    assert 0 <= gap <= 1e-11 * max(1.0, primal)
+    assert primal == pytest.approx(ref["primal"], rel=1e-9, abs=1e-12)
+    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+
+
+def test_screening_that_drops_support_columns_is_repaired_on_the_full_problem(monkeypatch):
+    D, y = _binary(300, 150, 2)
+    reg = reg_max(D, y, "hinge") / 50
+    kept = _screening_everywhere(monkeypatch, {6: (0.8, None)})  # fewer columns than the support
+    s = np.full(len(y), 1.0 / len(y))
+    found = identify_ipm(DesignMatrix(D), y, s, reg, accept=1e-11)
+    assert found.ok and found.screened > 0 and not found.unscreened  # the repair certified it
+    S = found.pattern[0]
+    assert len(np.setdiff1d(S, kept[0][0])) > 0  # support columns the screening left out
+    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    assert 0 <= gap <= 1e-11 * max(1.0, primal)
+    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+
+
+def test_screening_that_fails_resumes_the_full_problem(monkeypatch):
+    D, y = _binary(200, 120, 1)
+    reg = reg_max(D, y, "hinge") / 30
+    kept = _screening_everywhere(monkeypatch, {2: (0.1, 0.1)})  # far too few columns and rows
+    s = np.full(len(y), 1.0 / len(y))
+    found = identify_ipm(DesignMatrix(D), y, s, reg, accept=1e-11)
+    assert len(kept) == 1 and found.unscreened and found.ok
+    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    assert 0 <= gap <= 1e-11 * max(1.0, primal)
+    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)

@@ -67,6 +67,7 @@ class Identified:
     pattern: tuple | None = None
     pivots: int = 0  # primal simplex pivots of the repairs (``hinge_repair``)
     repairs: int = 0
+    screened: int = 0  # iterations on a screened (restricted) problem
     unscreened: bool = False  # the screened iterations failed and the full problem resumed
 
 
@@ -323,6 +324,7 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
                 n, p = A0.shape
                 level, best_res = 0, np.inf
         since += saved is not None
+        out.screened += saved is not None
         wp, wm, xi, sg = X
         u = A0.T @ lam
         rp = 1.0 - A0 @ (wp - wm) - xi + sg
