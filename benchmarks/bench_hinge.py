@@ -13,11 +13,13 @@ brackets) the process's CPU time, which a machine shared with other work inflate
 single-threaded (OMP_NUM_THREADS=1 etc.) to compare engines on equal terms. With --cvxpy every
 value of every instance is also solved by CVXPY + Clarabel on the same objective (all rows, as a
 user would write it), and the ratio of the two times is printed with the largest relative
-difference of the objectives. --floor first prints the least one interior point iteration on the
+difference of the objectives. --unscreened also runs the path with the identifier's screening
+off (``hinge_vertex.SCREEN`` empty: every interior point iteration on the whole problem) and
+prints its time after the row. --floor first prints the least one interior point iteration on the
 dense instance's shape costs (its normal matrix and Cholesky factorisation, best of 15).
 
 Usage:  python benchmarks/bench_hinge.py [--instances dense xor6 xor8 xor11 xor14] [--repeat 2] [--lp]
-        [--cvxpy] [--cache DIR] [--floor]
+        [--cvxpy] [--cache DIR] [--floor] [--unscreened]
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 import numpy as np
 from _machine import machine_line
 
-from spikecvx.convex import hinge_fast, path, reg_grid, reg_max
+from spikecvx.convex import hinge_fast, hinge_vertex, path, reg_grid, reg_max
 
 
 def dense_problem(n=2000, p=1000, density=0.4, seed=0):
@@ -78,6 +80,15 @@ def run_path(D, y, regs, lp_only=False):
         return time.perf_counter() - t0, time.process_time() - c0, [(r.primal, r.rel_gap) for r in results]
     finally:
         hinge_fast.VERTEX_MAX_ENTRIES = saved
+
+
+def run_unscreened(D, y, regs):
+    saved = hinge_vertex.SCREEN
+    hinge_vertex.SCREEN = {}
+    try:
+        return run_path(D, y, regs)
+    finally:
+        hinge_vertex.SCREEN = saved
 
 
 def run_cvxpy(D, y, regs):
@@ -137,6 +148,8 @@ def main() -> None:
     ap.add_argument("--cache", metavar="DIR", help="keep the XOR dictionaries in DIR (NAME.npz) between runs")
     ap.add_argument("--floor", action="store_true",
                     help="also print the least an interior point iteration on the dense shape costs")
+    ap.add_argument("--unscreened", action="store_true",
+                    help="also run the path with the identifier's screening off")
     args = ap.parse_args()
     print(machine_line())
     if args.floor:
@@ -173,6 +186,13 @@ def main() -> None:
         else:
             row += " | |"
         print(row + f" {diff:.1e} |", flush=True)
+        if args.unscreened:
+            t_u, c_u, un = best_of(args.repeat, run_unscreened, D, y, regs)
+            diff_u = max(abs(a - b) / max(1.0, abs(b)) for (a, _), (b, _) in zip(ours, un))
+            worst_u = max(g for _, g in un)
+            print(f"  {name} unscreened: {t_u:.2f} s ({c_u:.2f}), worst rel. gap {worst_u:.1e}, "
+                  f"screening speed-up {t_u / t:.2f}x / {c_u / c:.2f}x, max rel. objective diff {diff_u:.1e}",
+                  flush=True)
 
 
 if __name__ == "__main__":

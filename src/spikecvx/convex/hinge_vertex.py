@@ -17,7 +17,12 @@ and rows, the top-ranked ones form a square pattern, and ``hinge_repair.repair``
 to the optimal vertex with a pivot budget of about one iteration's cost. The first vertex the
 repair certifies (relative gap at most ``accept`` over every row and column, in float64, with the
 certificate's formula) is returned, so the method never converges to full accuracy, and a wrong
-pattern costs one more iteration, never a wrong answer. ``hinge_fast`` falls back to its LP when
+pattern costs one more iteration, never a wrong answer. On large problems the later iterations
+run on a screened problem (``SCREEN``): the columns and rows the iterate ranks first, the other
+rows fixed at alpha = 0 or 1, so each normal matrix is several times smaller; their patterns are
+still repaired and certified on the whole problem, which brings back any column or row the
+screening left out, and the whole problem resumes when the screened iterations do not certify.
+``hinge_fast`` falls back to its LP when
 no vertex certifies, and hands the identified basis to the LP for the next value of a path.
 Measurements: docs/design/hinge.md.
 """
@@ -48,7 +53,8 @@ RANK = 0.01  # ranked patterns: as many columns and rows as there are with compl
 # the coefficients whose ratio passes RANK (None: all). Patterns of the restricted iterates are
 # repaired on the full problem, from relative gap SCREEN_GAP; after SCREEN_REPAIRS failed repairs,
 # SCREEN_ITERATIONS iterations, or Newton systems that fail, the full problem resumes from the
-# iterate where screening began. Problems of fewer than SCREEN_MIN entries are not screened.
+# iterate where screening began. Problems of fewer than SCREEN_MIN entries are not screened. The
+# multiples: where the optimal columns and rows rank in the iterates (docs/design/hinge.md).
 SCREEN = {4: (None, 2.0), 6: (1.6, 1.4)}
 SCREEN_GAP, SCREEN_REPAIRS, SCREEN_ITERATIONS, SCREEN_MIN = 1e-4, 3, 15, 10**6
 
@@ -57,7 +63,7 @@ SCREEN_GAP, SCREEN_REPAIRS, SCREEN_ITERATIONS, SCREEN_MIN = 1e-4, 3, 15, 10**6
 class Identified:
     """Outcome of ``identify_ipm``: when ``ok``, the certified vertex (w, alpha), its relative gap
     over the distinct rows and its pattern (S, sign, M, L); the work done either way (interior
-    point iterations, repairs and their simplex pivots)."""
+    point iterations, those on a screened problem, repairs and their simplex pivots)."""
 
     w: np.ndarray
     alpha: np.ndarray
@@ -293,11 +299,13 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
 
         min  s^T xi + reg 1^T (wp + wm)   s.t.  A (wp - wm) + xi - sg = 1,   wp, wm, xi, sg >= 0
 
-    (A = A0, scaled by n) whose row multipliers are lam = n s alpha. Once the iterate's
-    relative gap is below ``ATTEMPT_GAP``, each new ranked pattern is repaired (``_try_repair``);
+    (A = A0, scaled by n) whose row multipliers are lam = n s alpha. At the iterations named in
+    ``SCREEN`` the problem is restricted (``_screened``, ``_restrict``). Once the iterate's
+    relative gap is below ``ATTEMPT_GAP`` (``SCREEN_GAP`` on a restricted problem), each new
+    ranked pattern is repaired on the whole problem (``_try_repair``);
     returns the first vertex that certifies with relative gap <= ``accept`` (``ok``), or ``ok``
-    False after ``max_iter`` iterations, ``MAX_REPAIRS`` repairs, or when the Newton systems fail
-    (then after one longer repair of the last iterate's pattern)."""
+    False after ``max_iter`` iterations, ``MAX_REPAIRS`` repairs on the whole problem, or when its
+    Newton systems fail (then after one longer repair of the last iterate's pattern)."""
     n, p = A0.shape
     Af, sf = A0, s  # the full problem: the repairs work on it
     k = float(n)  # objective scaled so that s is about 1
