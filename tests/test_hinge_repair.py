@@ -5,6 +5,7 @@ pivot it gives up and the LP engine answers."""
 
 import numpy as np
 import pytest
+from hinge_cases import binary_problem, certificate_by_hand, cvxpy_objective
 
 from spikecvx.convex import hinge_fast as hf
 from spikecvx.convex import hinge_repair as hr
@@ -12,32 +13,7 @@ from spikecvx.convex import hinge_vertex as hv
 from spikecvx.convex import reg_max
 from spikecvx.convex.matrix import DesignMatrix
 
-cp = pytest.importorskip("cvxpy")
-
-
-def _binary(n, p, seed, density=0.4):
-    rng = np.random.default_rng(seed)
-    D = (rng.random((n, p)) < density).astype(np.uint8)
-    score = D[:, : min(10, p)] @ rng.normal(size=min(10, p)) + 0.5 * rng.normal(size=n)
-    return D, np.where(score > np.median(score), 1.0, -1.0)
-
-
-def _cvxpy(D, y, reg):
-    w = cp.Variable(D.shape[1])
-    obj = cp.sum(cp.pos(1 - cp.multiply(y, D.astype(float) @ w))) / len(y) + reg * cp.norm1(w)
-    prob = cp.Problem(cp.Minimize(obj))
-    prob.solve(solver=cp.CLARABEL)
-    return prob.value
-
-
-def _by_hand(D, y, w, alpha, reg):
-    """(primal, primal - dual) from the definitions (1/n weights), no package code."""
-    D = D.astype(np.float64)
-    n = len(y)
-    primal = np.mean(np.maximum(0, 1 - y * (D @ w))) + reg * np.abs(w).sum()
-    U = -y * alpha / n
-    scale = min(1.0, reg / np.abs(D.T @ U).max())
-    return primal, primal - scale * np.sum(alpha) / n
+pytest.importorskip("cvxpy")
 
 
 def _lp_primal(D, y, reg, monkeypatch):
@@ -60,15 +36,15 @@ def _optimal_pattern(D, y, reg):
 def test_from_an_empty_pattern_the_simplex_reaches_the_optimum(seed, frac, monkeypatch):
     """w = 0 with every row inside the margin is a basis: the repair is then a whole primal
     simplex, and must land on the LP engine's optimum with a tight certificate."""
-    D, y = _binary(150, 80, seed)
+    D, y = binary_problem(150, 80, seed)
     reg = reg_max(D, y, "hinge") / frac
     A, s = _problem(D, y)
     got = hr.repair(A, s, reg, [], [], accept=1e-11, max_pivots=5000)
     assert got.ok and got.reason == "optimal" and got.pivots > 0
-    primal, gap = _by_hand(D, y, got.w, got.alpha, reg)
+    primal, gap = certificate_by_hand(D, y, got.w, got.alpha, reg)
     assert 0 <= gap <= 1e-11 * max(1.0, primal)
     assert primal == pytest.approx(_lp_primal(D, y, reg, monkeypatch), rel=1e-9)
-    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    assert primal == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
     S, sign, M, L = got.pattern
     assert len(S) == len(M)  # a basis
     assert np.all(got.w[S] * sign >= 0) and np.count_nonzero(got.w) <= len(S)
@@ -77,7 +53,7 @@ def test_from_an_empty_pattern_the_simplex_reaches_the_optimum(seed, frac, monke
 
 
 def test_the_optimal_pattern_needs_no_pivot_and_a_perturbed_one_is_repaired(monkeypatch):
-    D, y = _binary(200, 100, 3)
+    D, y = binary_problem(200, 100, 3)
     reg = reg_max(D, y, "hinge") / 30
     A, s = _problem(D, y)
     S, _, M, _ = _optimal_pattern(D, y, reg)
@@ -94,20 +70,20 @@ def test_the_optimal_pattern_needs_no_pivot_and_a_perturbed_one_is_repaired(monk
         M2 = np.union1d(np.setdiff1d(M, out_M), in_M)
         got = hr.repair(A, s, reg, S2, M2, accept=1e-11, max_pivots=5000)
         assert got.ok and got.pivots > 0
-        primal, gap = _by_hand(D, y, got.w, got.alpha, reg)
+        primal, gap = certificate_by_hand(D, y, got.w, got.alpha, reg)
         assert gap <= 1e-11 * max(1.0, primal)
         assert primal == pytest.approx(ref, rel=1e-9)
     # elements only removed, or only added (|S| != |M|: made square first)
     for S2, M2 in ((S[2:], M), (S, np.union1d(M, in_M))):
         got = hr.repair(A, s, reg, S2, M2, accept=1e-11, max_pivots=5000)
         assert got.ok and got.pivots > 0
-        assert _by_hand(D, y, got.w, got.alpha, reg)[0] == pytest.approx(ref, rel=1e-9)
+        assert certificate_by_hand(D, y, got.w, got.alpha, reg)[0] == pytest.approx(ref, rel=1e-9)
 
 
 @pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])
 def test_degenerate_instances(case, monkeypatch):
     rng = np.random.default_rng(7)
-    D, y = _binary(160, 70, 4)
+    D, y = binary_problem(160, 70, 4)
     if case == "ties":  # integer scores: many rows exactly on the margin at once
         y = np.where(D[:, :3].sum(axis=1) >= 2, 1.0, -1.0)
     elif case == "duplicate_columns":
@@ -126,13 +102,13 @@ def test_degenerate_instances(case, monkeypatch):
         assert got.ok, got.reason
         S_, _, M_, _ = got.pattern
         assert np.linalg.matrix_rank(A[np.ix_(M_, S_)]) == len(S_) == len(M_)
-        primal, gap = _by_hand(D, y, got.w, got.alpha, reg)
+        primal, gap = certificate_by_hand(D, y, got.w, got.alpha, reg)
         assert gap <= 1e-11 * max(1.0, primal)
         assert primal == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
 def test_out_of_budget_or_unsafe_the_repair_gives_up(monkeypatch):
-    D, y = _binary(150, 80, 5)
+    D, y = binary_problem(150, 80, 5)
     reg = reg_max(D, y, "hinge") / 30
     A, s = _problem(D, y)
     short = hr.repair(A, s, reg, [], [], accept=1e-11, max_pivots=5)
@@ -143,7 +119,7 @@ def test_out_of_budget_or_unsafe_the_repair_gives_up(monkeypatch):
 
 
 def test_a_repair_that_gives_up_leaves_the_solve_to_the_lp(monkeypatch):
-    D, y = _binary(160, 80, 6)
+    D, y = binary_problem(160, 80, 6)
     reg = reg_max(D, y, "hinge") / 30
     ref = _lp_primal(D, y, reg, monkeypatch)
     monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)  # the cold start goes to the identifier
@@ -153,14 +129,14 @@ def test_a_repair_that_gives_up_leaves_the_solve_to_the_lp(monkeypatch):
     route, pivots, iterations, repair_pivots = info["state"].log[-1]
     assert route == "simplex" and iterations > 0 and repair_pivots == 0
     assert info["primal"] == pytest.approx(ref, rel=1e-9)
-    primal, gap = _by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    primal, gap = certificate_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
 
 
 def test_identifier_route_is_pinned(monkeypatch):
     """A cold start on most columns: interior point iterations, then the repair certifies; no
     HiGHS pivot, and the basis is handed to the LP only when the LP runs next."""
-    D, y = _binary(300, 150, 11)
+    D, y = binary_problem(300, 150, 11)
     reg = reg_max(D, y, "hinge") / 30
     ref = _lp_primal(D, y, reg, monkeypatch)
     monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)
@@ -196,7 +172,7 @@ def test_the_next_value_of_a_path_repairs_the_last_vertex(case, monkeypatch):
     """Along a path the last value's vertex is a primal feasible basis for the next reg: repaired
     within its budget it is the answer (route "repair"); otherwise the identifier runs at once,
     and if that fails too, HiGHS's simplex from the vertex's basis. Each the LP engine's optimum."""
-    D, y = _binary(300, 150, 12)
+    D, y = binary_problem(300, 150, 12)
     top = reg_max(D, y, "hinge")
     regs = [top / 30, top / 31]
     refs = [_lp_primal(D, y, reg, monkeypatch) for reg in regs]
@@ -211,7 +187,7 @@ def test_the_next_value_of_a_path_repairs_the_last_vertex(case, monkeypatch):
         state = info["state"]
         routes.append(state.log[-1])
         assert info["primal"] == pytest.approx(ref, rel=1e-9) and info["rel_gap"] <= 1e-9
-        primal, gap = _by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+        primal, gap = certificate_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
         assert gap <= 1e-9 * max(1.0, primal)
     assert routes[0][0] == "vertex"
     route, pivots, iterations, repair_pivots = routes[1]
@@ -226,7 +202,7 @@ def test_the_next_value_of_a_path_repairs_the_last_vertex(case, monkeypatch):
 def test_rows_of_zero_weight_along_a_path(monkeypatch):
     """Rows of weight 0 are left out of the identifier and of the repair of the last vertex (its
     margin rows are mapped onto the rows kept); the path still reaches the LP engine's optima."""
-    D, y = _binary(240, 120, 13)
+    D, y = binary_problem(240, 120, 13)
     weights = np.ones(len(y))
     weights[::5] = 0.0
     kept = weights > 0
@@ -242,7 +218,7 @@ def test_rows_of_zero_weight_along_a_path(monkeypatch):
         state = info["state"]
         routes.append(state.log[-1][0])
         assert info["primal"] == pytest.approx(ref, rel=1e-9)
-        primal, gap = _by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
+        primal, gap = certificate_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
         assert gap <= 1e-9 * max(1.0, primal) and np.all(alpha[~kept, 0] == 0)
     assert routes[0] == "vertex" and routes[2] == "repair"
 
@@ -283,7 +259,7 @@ def test_duplicate_rows_of_opposite_labels_hand_over_to_blands_rule():
 def test_a_singular_start_gives_up(monkeypatch):
     """When no regular block of the start can be inverted the repair gives up ("singular")
     instead of raising, and the caller's LP decides."""
-    D, y = _binary(60, 30, 8)
+    D, y = binary_problem(60, 30, 8)
     A, s = _problem(D, y)
 
     def singular(_):

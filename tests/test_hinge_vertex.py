@@ -4,38 +4,14 @@ duplicate-column, all-zero-column and degenerate instances, along paths; the LP 
 
 import numpy as np
 import pytest
+from hinge_cases import binary_problem, certificate_by_hand, cvxpy_objective
 
 from spikecvx.convex import hinge_fast as hf
 from spikecvx.convex import reg_max
 from spikecvx.convex.hinge_vertex import identify_ipm
 from spikecvx.convex.matrix import DesignMatrix
 
-cp = pytest.importorskip("cvxpy")
-
-
-def _binary(n, p, seed, density=0.4):
-    rng = np.random.default_rng(seed)
-    D = (rng.random((n, p)) < density).astype(np.uint8)
-    score = D[:, : min(10, p)] @ rng.normal(size=min(10, p)) + 0.5 * rng.normal(size=n)
-    return D, np.where(score > np.median(score), 1.0, -1.0)
-
-
-def _cvxpy(D, y, reg):
-    w = cp.Variable(D.shape[1])
-    obj = cp.sum(cp.pos(1 - cp.multiply(y, D.astype(float) @ w))) / len(y) + reg * cp.norm1(w)
-    prob = cp.Problem(cp.Minimize(obj))
-    prob.solve(solver=cp.CLARABEL)
-    return prob.value
-
-
-def _gap_by_hand(D, y, w, alpha, reg):
-    """primal - dual from the definitions (1/n weights), no package code."""
-    D = D.astype(np.float64)
-    n = len(y)
-    primal = np.mean(np.maximum(0, 1 - y * (D @ w))) + reg * np.abs(w).sum()
-    U = -y * alpha / n
-    scale = min(1.0, reg / np.abs(D.T @ U).max())
-    return primal, primal - scale * np.sum(alpha) / n
+pytest.importorskip("cvxpy")
 
 
 def _lp_only(monkeypatch):
@@ -52,15 +28,15 @@ def _vertex_always(monkeypatch):
 
 @pytest.mark.parametrize("seed,frac", [(0, 5), (1, 30), (2, 300)])
 def test_identified_vertex_certifies_and_matches_cvxpy(seed, frac):
-    D, y = _binary(150, 80, seed)
+    D, y = binary_problem(150, 80, seed)
     reg = reg_max(D, y, "hinge") / frac
     Du = DesignMatrix(D)
     s = np.full(len(y), 1.0 / len(y))
     found = identify_ipm(Du, y, s, reg, accept=1e-11)
     assert found.ok and found.rel_gap <= 1e-11
-    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    primal, gap = certificate_by_hand(D, y, found.w, found.alpha, reg)
     assert 0 <= gap <= 1e-11 * max(1.0, primal)
-    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    assert primal == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
     S, sign, M, L = found.pattern
     assert np.all(found.w[S] * sign >= 0) and np.count_nonzero(found.w) <= len(S)
     assert np.allclose(y[M] * (D[M].astype(float) @ found.w), 1.0, atol=1e-10)  # the margin rows
@@ -70,7 +46,7 @@ def test_identified_vertex_certifies_and_matches_cvxpy(seed, frac):
 @pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])
 def test_vertex_route_equals_the_lp_engine_on_degenerate_instances(case, monkeypatch):
     rng = np.random.default_rng(7)
-    D, y = _binary(160, 70, 4)
+    D, y = binary_problem(160, 70, 4)
     if case == "ties":  # integer scores: many rows exactly on the margin at once
         y = np.where(D[:, :3].sum(axis=1) >= 2, 1.0, -1.0)
     elif case == "duplicate_columns":
@@ -86,14 +62,14 @@ def test_vertex_route_equals_the_lp_engine_on_degenerate_instances(case, monkeyp
     _vertex_always(monkeypatch)
     W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9, abs=1e-12)
-    assert info["primal"] == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
-    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    assert info["primal"] == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
+    primal, gap = certificate_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal) and gap == pytest.approx(info["gap"], abs=1e-13)
     assert info["rel_gap"] <= max(1e-11, 10 * ref["rel_gap"])
 
 
 def test_path_through_the_vertex_route_hands_its_basis_to_the_lp(monkeypatch):
-    D, y = _binary(200, 90, 5)
+    D, y = binary_problem(200, 90, 5)
     top = reg_max(D, y, "hinge")
     regs = top * np.array([0.5, 0.1, 0.02, 0.004])
     with monkeypatch.context() as m:
@@ -123,7 +99,7 @@ def test_path_through_the_vertex_route_hands_its_basis_to_the_lp(monkeypatch):
 
 
 def test_lp_fallback_when_no_vertex_certifies(monkeypatch):
-    D, y = _binary(150, 80, 6)
+    D, y = binary_problem(150, 80, 6)
     reg = reg_max(D, y, "hinge") / 30
     _vertex_always(monkeypatch)
     calls = []
@@ -136,13 +112,13 @@ def test_lp_fallback_when_no_vertex_certifies(monkeypatch):
     W, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     assert calls and info["state"].log[-1][0] == "simplex"
     assert info["working_set"][0] >= 40  # the cold start went to HiGHS's interior point method
-    assert info["primal"] == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
-    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    assert info["primal"] == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
+    primal, gap = certificate_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
 
 
 def test_a_vertex_that_does_not_certify_falls_back_to_the_lp(monkeypatch):
-    D, y = _binary(180, 90, 8)
+    D, y = binary_problem(180, 90, 8)
     reg = reg_max(D, y, "hinge") / 40
     with monkeypatch.context() as m:
         _lp_only(m)
@@ -162,12 +138,12 @@ def test_a_vertex_that_does_not_certify_falls_back_to_the_lp(monkeypatch):
     assert found and all(not f.ok and f.repairs > 0 for f in found)
     assert repair_pivots == sum(f.pivots for f in found)
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
-    primal, gap = _gap_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
+    primal, gap = certificate_by_hand(D, y, W[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
 
 
 def test_rows_of_zero_weight_are_left_out_and_the_vertex_still_certifies(monkeypatch):
-    D, y = _binary(160, 80, 9)
+    D, y = binary_problem(160, 80, 9)
     weights = np.ones(len(y))
     weights[::4] = 0.0
     reg = reg_max(D[weights > 0], y[weights > 0], "hinge") / 30
@@ -179,7 +155,7 @@ def test_rows_of_zero_weight_are_left_out_and_the_vertex_still_certifies(monkeyp
     assert info["state"].log[-1][0] == "vertex"
     assert info["primal"] == pytest.approx(ref["primal"], rel=1e-9)
     kept = weights > 0
-    primal, gap = _gap_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
+    primal, gap = certificate_by_hand(D[kept], y[kept], W[:, 0], alpha[kept, 0], reg)
     assert primal == pytest.approx(info["primal"], rel=1e-12)
     assert gap <= 1e-9 * max(1.0, primal)
 
@@ -198,7 +174,7 @@ def test_a_warm_start_on_a_grown_dictionary_reaches_the_lp_engines_optimum(monke
     w, alpha, info = hf.solve_hinge_l1(D2, y, reg, warm_start=warm)
     assert info0["rel_gap"] <= 1e-9 and info["rel_gap"] <= 1e-9
     assert info["state"].log[-1][0] == "vertex"
-    primal, gap = _gap_by_hand(D2, y, w[:, 0], alpha[:, 0], reg)
+    primal, gap = certificate_by_hand(D2, y, w[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
     # the next value by the LP (not the repair of the last vertex): it sets the vertex's basis,
     # adding the constraints of its support, and column generation adds the rest: once each
@@ -217,7 +193,7 @@ def test_a_factorisation_that_fails_mid_identifier_falls_back_to_the_lp(monkeypa
     solve goes on by the LP engine and still certifies (it must not raise)."""
     from spikecvx.convex import hinge_vertex as hv
 
-    D, y = _binary(150, 80, 3)
+    D, y = binary_problem(150, 80, 3)
     reg = reg_max(D, y, "hinge", "l1") / 30
     factor = hv._NormalSystem.factor
 
@@ -231,7 +207,7 @@ def test_a_factorisation_that_fails_mid_identifier_falls_back_to_the_lp(monkeypa
     monkeypatch.setattr(hf, "_IPM_MIN_COLUMNS", 0)  # the cold start goes to the identifier
     w, alpha, info = hf.solve_hinge_l1(D, y, reg, tol=1e-9)
     assert info["state"].log[-1][0] != "vertex"
-    primal, gap = _gap_by_hand(D, y, w[:, 0], alpha[:, 0], reg)
+    primal, gap = certificate_by_hand(D, y, w[:, 0], alpha[:, 0], reg)
     assert gap <= 1e-9 * max(1.0, primal)
 
 
@@ -255,7 +231,7 @@ def _screening_everywhere(monkeypatch, screen):
 def test_screened_identifier_certifies_the_lp_engines_optimum(monkeypatch):
     from spikecvx.convex import hinge_vertex as hv
 
-    D, y = _binary(300, 150, 2)
+    D, y = binary_problem(300, 150, 2)
     reg = reg_max(D, y, "hinge") / 50
     with monkeypatch.context() as m:
         _lp_only(m)
@@ -265,14 +241,14 @@ def test_screened_identifier_certifies_the_lp_engines_optimum(monkeypatch):
     found = identify_ipm(DesignMatrix(D), y, s, reg, accept=1e-11)
     assert len(kept) == 2 and len(kept[-1][1]) < 200  # it screened (the rows: 300 -> 276 -> 157)
     assert found.ok and found.screened > 0 and not found.unscreened
-    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    primal, gap = certificate_by_hand(D, y, found.w, found.alpha, reg)
     assert 0 <= gap <= 1e-11 * max(1.0, primal)
     assert primal == pytest.approx(ref["primal"], rel=1e-9, abs=1e-12)
-    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    assert primal == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
 
 
 def test_screening_that_drops_support_columns_is_repaired_on_the_full_problem(monkeypatch):
-    D, y = _binary(300, 150, 2)
+    D, y = binary_problem(300, 150, 2)
     reg = reg_max(D, y, "hinge") / 50
     kept = _screening_everywhere(monkeypatch, {6: (0.8, None)})  # fewer columns than the support
     s = np.full(len(y), 1.0 / len(y))
@@ -280,18 +256,18 @@ def test_screening_that_drops_support_columns_is_repaired_on_the_full_problem(mo
     assert found.ok and found.screened > 0 and not found.unscreened  # the repair certified it
     S = found.pattern[0]
     assert len(np.setdiff1d(S, kept[0][0])) > 0  # support columns the screening left out
-    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    primal, gap = certificate_by_hand(D, y, found.w, found.alpha, reg)
     assert 0 <= gap <= 1e-11 * max(1.0, primal)
-    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    assert primal == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
 
 
 def test_screening_that_fails_resumes_the_full_problem(monkeypatch):
-    D, y = _binary(200, 120, 1)
+    D, y = binary_problem(200, 120, 1)
     reg = reg_max(D, y, "hinge") / 30
     kept = _screening_everywhere(monkeypatch, {2: (0.1, 0.1)})  # far too few columns and rows
     s = np.full(len(y), 1.0 / len(y))
     found = identify_ipm(DesignMatrix(D), y, s, reg, accept=1e-11)
     assert len(kept) == 1 and found.unscreened and found.ok
-    primal, gap = _gap_by_hand(D, y, found.w, found.alpha, reg)
+    primal, gap = certificate_by_hand(D, y, found.w, found.alpha, reg)
     assert 0 <= gap <= 1e-11 * max(1.0, primal)
-    assert primal == pytest.approx(_cvxpy(D, y, reg), rel=1e-5)
+    assert primal == pytest.approx(cvxpy_objective(D, y, reg), rel=1e-5)
