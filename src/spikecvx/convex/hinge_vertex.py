@@ -195,8 +195,6 @@ def _try_repair(A, s, reg, S, M, accept, budget, out: Identified) -> bool:
     return True
 
 
-_controller = None
-
 def _screened(X, Z, keep: tuple) -> tuple[np.ndarray, np.ndarray]:
     """The columns and rows an interior point iterate keeps when screened (``SCREEN``): the
     ``keep[0] * k`` coefficients and the ``keep[1] * k`` rows ranked first by their
@@ -227,6 +225,9 @@ def _restrict(A0, cn, cw, X, Z, lam, c, r):
     X = [X[0][c], X[1][c], X[2][r], X[3][r]]
     Z = [Z[0][c], Z[1][c], Z[2][r], Z[3][r]]
     return A, cn[r], (cw[0][c] - g, cw[1][c] + g), X, Z, lam[r], float(cn[inside].sum())
+
+
+_controller = None
 
 
 def _one_blas_thread():
