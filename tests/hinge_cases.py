@@ -33,3 +33,22 @@ def certificate_by_hand(D, y, w, alpha, reg: float) -> tuple[float, float]:
     U = -y * alpha / n
     scale = min(1.0, reg / np.abs(D.T @ U).max())
     return primal, primal - scale * np.sum(alpha) / n
+
+
+DEGENERATE_CASES = ("ties", "duplicate_columns", "zero_columns", "few_distinct_rows")
+
+
+def degenerate_problem(case: str):
+    """A 160 x 70 instance with one kind of degeneracy: rows exactly on the margin at once (integer
+    scores), duplicate columns, all-zero columns, or 12 distinct rows repeated many times."""
+    rng = np.random.default_rng(7)
+    D, y = binary_problem(160, 70, 4)
+    if case == "ties":
+        y = np.where(D[:, :3].sum(axis=1) >= 2, 1.0, -1.0)
+    elif case == "duplicate_columns":
+        D[:, 35:] = D[:, :35]
+    elif case == "zero_columns":
+        D[:, ::3] = 0
+    else:
+        D = D[rng.integers(0, 12, size=160)]
+    return D, y

@@ -5,7 +5,13 @@ pivot it gives up and the LP engine answers."""
 
 import numpy as np
 import pytest
-from hinge_cases import binary_problem, certificate_by_hand, cvxpy_objective
+from hinge_cases import (
+    DEGENERATE_CASES,
+    binary_problem,
+    certificate_by_hand,
+    cvxpy_objective,
+    degenerate_problem,
+)
 
 from spikecvx.convex import hinge_fast as hf
 from spikecvx.convex import hinge_repair as hr
@@ -80,18 +86,9 @@ def test_the_optimal_pattern_needs_no_pivot_and_a_perturbed_one_is_repaired(monk
         assert certificate_by_hand(D, y, got.w, got.alpha, reg)[0] == pytest.approx(ref, rel=1e-9)
 
 
-@pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])
+@pytest.mark.parametrize("case", DEGENERATE_CASES)
 def test_degenerate_instances(case, monkeypatch):
-    rng = np.random.default_rng(7)
-    D, y = binary_problem(160, 70, 4)
-    if case == "ties":  # integer scores: many rows exactly on the margin at once
-        y = np.where(D[:, :3].sum(axis=1) >= 2, 1.0, -1.0)
-    elif case == "duplicate_columns":
-        D[:, 35:] = D[:, :35]
-    elif case == "zero_columns":
-        D[:, ::3] = 0
-    else:  # 12 distinct rows, many times each (unmerged here: equal rows in one pattern)
-        D = D[rng.integers(0, 12, size=160)]
+    D, y = degenerate_problem(case)
     reg = reg_max(D, y, "hinge") / 40
     A, s = _problem(D, y)
     ref = _lp_primal(D, y, reg, monkeypatch)

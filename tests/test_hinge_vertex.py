@@ -4,7 +4,13 @@ duplicate-column, all-zero-column and degenerate instances, along paths; the LP 
 
 import numpy as np
 import pytest
-from hinge_cases import binary_problem, certificate_by_hand, cvxpy_objective
+from hinge_cases import (
+    DEGENERATE_CASES,
+    binary_problem,
+    certificate_by_hand,
+    cvxpy_objective,
+    degenerate_problem,
+)
 
 from spikecvx.convex import hinge_fast as hf
 from spikecvx.convex import reg_max
@@ -43,18 +49,9 @@ def test_identified_vertex_certifies_and_matches_cvxpy(seed, frac):
     assert np.all(y[L] * (D[L].astype(float) @ found.w) <= 1 + 1e-10)  # alpha = 1 inside the margin
 
 
-@pytest.mark.parametrize("case", ["ties", "duplicate_columns", "zero_columns", "few_distinct_rows"])
+@pytest.mark.parametrize("case", DEGENERATE_CASES)
 def test_vertex_route_equals_the_lp_engine_on_degenerate_instances(case, monkeypatch):
-    rng = np.random.default_rng(7)
-    D, y = binary_problem(160, 70, 4)
-    if case == "ties":  # integer scores: many rows exactly on the margin at once
-        y = np.where(D[:, :3].sum(axis=1) >= 2, 1.0, -1.0)
-    elif case == "duplicate_columns":
-        D[:, 35:] = D[:, :35]
-    elif case == "zero_columns":
-        D[:, ::3] = 0
-    else:  # 12 distinct rows, repeated with merged counts
-        D = D[rng.integers(0, 12, size=160)]
+    D, y = degenerate_problem(case)
     reg = reg_max(D, y, "hinge") / 40
     with monkeypatch.context() as m:
         _lp_only(m)

@@ -132,8 +132,9 @@ def prox_newton(X, Y, W, fit, pen, reg, tol_abs, max_iter=2000, epochs=MODEL_EPO
     obj = objective(Z, W)
     for _ in range(max_iter):
         G, H = fit.grad_hess(Z, Y)
-        XtU = rmatmul(X, G / n)
-        if obj - tracker.update(G / n, lambda U: rmatmul(X, U), XtU) <= tol_abs:
+        U = G / n
+        XtU = rmatmul(X, U)
+        if obj - tracker.update(U, lambda V: rmatmul(X, V), XtU) <= tol_abs:
             break
         # the sweeps are skipped after a full Newton step only while no zero entry violates its
         # optimality condition (|x_j^T u_c| <= reg): an entry that must enter needs them
