@@ -2,6 +2,10 @@
 
 Instances:
   dense     random binary 2000 x 1000 (density 0.4), one solve at reg_max / 50 (bench_convex's "xor")
+  ovr       the same kind of matrix with 4 classes (the argmax of 4 random linear scores of its first
+            50 columns), hinge_ovr + L1 (one linear program per class), one solve at reg_max / 50
+  ovr-group the ovr instance with hinge_ovr + group L1 (a second-order cone program), one solve at
+            reg_max / 50
   xorT      the FIRST-LAST-XOR dictionary of the quick preset at sequence length T (2000 training
             sequences, seed 1; witness network seed 0, last width 2000 for T < 11, else 8000) along
             the quick preset's path: 6 values from reg_max to reg_max / 1000, warm-started
@@ -18,8 +22,8 @@ off (``hinge_vertex.SCREEN`` empty: every interior point iteration on the whole 
 prints its time after the row. --floor first prints the least one interior point iteration on the
 dense instance's shape costs (its normal matrix and Cholesky factorisation, best of 15).
 
-Usage:  python benchmarks/bench_hinge.py [--instances dense xor6 xor8 xor11 xor14] [--repeat 2] [--lp]
-        [--cvxpy] [--cache DIR] [--floor] [--unscreened]
+Usage:  python benchmarks/bench_hinge.py [--instances dense ovr ovr-group xor6 xor8 xor11 xor14]
+        [--repeat 2] [--lp] [--cvxpy] [--cache DIR] [--floor] [--unscreened]
 """
 
 from __future__ import annotations
@@ -34,15 +38,25 @@ from _machine import machine_line
 from spikecvx.convex import hinge_fast, hinge_vertex, path, reg_grid, reg_max
 
 
-def dense_problem(n=2000, p=1000, density=0.4, seed=0):
-    """The same instance as bench_convex.py's hinge row."""
+def _matrix_and_scores(n, p, density, seed):
+    """Random binary n x p matrix and 10 random linear scores of its first 50 columns."""
     rng = np.random.default_rng(seed)
     D = np.empty((n, p), dtype=np.uint8)
     for a in range(0, n, 1000):
         D[a : a + 1000] = rng.random((min(1000, n - a), p)) < density
-    score = D[:, :50].astype(float) @ rng.normal(size=(50, 10))
-    y = np.where(score[:, 0] > np.median(score[:, 0]), 1.0, -1.0)
-    return D, y
+    return D, D[:, :50].astype(float) @ rng.normal(size=(50, 10))
+
+
+def dense_problem(n=2000, p=1000, density=0.4, seed=0):
+    """The same instance as bench_convex.py's hinge row: labels +-1 by the first score's median."""
+    D, score = _matrix_and_scores(n, p, density, seed)
+    return D, np.where(score[:, 0] > np.median(score[:, 0]), 1.0, -1.0)
+
+
+def multiclass_problem(n=2000, p=1000, density=0.4, classes=4, seed=0):
+    """``dense_problem``'s matrix with integer labels: the argmax of its first ``classes`` scores."""
+    D, score = _matrix_and_scores(n, p, density, seed)
+    return D, np.argmax(score[:, :classes], axis=1)
 
 
 def xor_problem(T: int):
@@ -71,34 +85,42 @@ def cached(folder, name, build, *args):
     return data["D"], data["y"]
 
 
-def run_path(D, y, regs, lp_only=False):
+def run_path(D, y, regs, lp_only=False, loss="hinge", penalty="l1"):
     saved = hinge_fast.VERTEX_MAX_ENTRIES
     hinge_fast.VERTEX_MAX_ENTRIES = 0 if lp_only else saved
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        results = path(D, y, "hinge", "l1", regs=regs)
+        results = path(D, y, loss, penalty, regs=regs)
         return time.perf_counter() - t0, time.process_time() - c0, [(r.primal, r.rel_gap) for r in results]
     finally:
         hinge_fast.VERTEX_MAX_ENTRIES = saved
 
 
-def run_unscreened(D, y, regs):
+def run_unscreened(D, y, regs, loss="hinge", penalty="l1"):
     saved = hinge_vertex.SCREEN
     hinge_vertex.SCREEN = {}
     try:
-        return run_path(D, y, regs)
+        return run_path(D, y, regs, False, loss, penalty)
     finally:
         hinge_vertex.SCREEN = saved
 
 
-def run_cvxpy(D, y, regs):
+def run_cvxpy(D, y, regs, loss="hinge", penalty="l1"):
+    """The same objective written in CVXPY as a user would, solved by Clarabel: the binary hinge on
+    labels +-1, or (hinge_ovr) the sum of one-vs-rest hinges on integer classes; L1 or group L1."""
     import cvxpy as cp
 
     t0, c0, out = time.perf_counter(), time.process_time(), []
     Df = np.asarray(D, dtype=np.float64)
-    w = cp.Variable(D.shape[1])
+    if loss == "hinge_ovr":
+        classes = np.unique(y)
+        Y = np.where(y[:, None] == classes[None, :], 1.0, -1.0)
+    else:
+        Y = np.asarray(y, dtype=np.float64)[:, None]
+    W = cp.Variable((D.shape[1], Y.shape[1]))
     reg = cp.Parameter(nonneg=True)
-    prob = cp.Problem(cp.Minimize(cp.sum(cp.pos(1 - cp.multiply(y, Df @ w))) / len(y) + reg * cp.norm1(w)))
+    pen = cp.sum(cp.norm(W, 2, axis=1)) if penalty == "group_l1" else cp.sum(cp.abs(W))
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.pos(1 - cp.multiply(Y, Df @ W))) / len(y) + reg * pen))
     for value in regs:
         reg.value = float(value)
         prob.solve(solver=cp.CLARABEL)
@@ -160,34 +182,39 @@ def main() -> None:
           "max rel. objective diff |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.instances:
+        loss, penalty = "hinge", "l1"
         if name == "dense":
             D, y = dense_problem()
             regs = [reg_max(D, y, "hinge") / 50]
+        elif name in ("ovr", "ovr-group"):
+            D, y = multiclass_problem()
+            loss, penalty = "hinge_ovr", "group_l1" if name == "ovr-group" else "l1"
+            regs = [reg_max(D, y, loss, penalty) / 50]
         elif name.startswith("xor"):
             D, y = cached(args.cache, name, xor_problem, int(name[3:]))
             regs = reg_grid(D, y, "hinge", "l1", 6, 1e-3)
         else:
             raise SystemExit(f"unknown instance {name!r}")
-        t, c, ours = best_of(args.repeat, run_path, D, y, regs)
+        t, c, ours = best_of(args.repeat, run_path, D, y, regs, False, loss, penalty)
         worst = max(g for _, g in ours)
         row = f"| {name} {D.shape[0]}x{D.shape[1]} | {len(regs)} | {t:.2f} ({c:.2f}) | {worst:.1e} |"
         diff = 0.0
         if args.lp:
-            t_lp, c_lp, lp = best_of(args.repeat, run_path, D, y, regs, True)
+            t_lp, c_lp, lp = best_of(args.repeat, run_path, D, y, regs, True, loss, penalty)
             diff = max(abs(a - b) / max(1.0, abs(b)) for (a, _), (b, _) in zip(ours, lp))
             worst_lp = max(g for _, g in lp)
             row += f" {t_lp:.2f} ({c_lp:.2f}) | {worst_lp:.1e} | {t_lp / t:.1f}x / {c_lp / c:.1f}x |"
         else:
             row += " | | |"
         if args.cvxpy:
-            t_ref, c_ref, ref = run_cvxpy(D, y, regs)
+            t_ref, c_ref, ref = run_cvxpy(D, y, regs, loss, penalty)
             diff = max(diff, max(abs(a - b) / max(1.0, abs(b)) for (a, _), b in zip(ours, ref)))
             row += f" {t_ref:.2f} ({c_ref:.2f}) | {t_ref / t:.1f}x / {c_ref / c:.1f}x |"
         else:
             row += " | |"
         print(row + f" {diff:.1e} |", flush=True)
         if args.unscreened:
-            t_u, c_u, un = best_of(args.repeat, run_unscreened, D, y, regs)
+            t_u, c_u, un = best_of(args.repeat, run_unscreened, D, y, regs, loss, penalty)
             diff_u = max(abs(a - b) / max(1.0, abs(b)) for (a, _), (b, _) in zip(ours, un))
             worst_u = max(g for _, g in un)
             print(f"  {name} unscreened: {t_u:.2f} s ({c_u:.2f}), worst rel. gap {worst_u:.1e}, "
