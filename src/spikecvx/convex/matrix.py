@@ -2,7 +2,8 @@
 
 Accepts dense arrays of any real or boolean dtype (uint8 dictionaries stay uint8) and scipy
 sparse matrices; products are done in float64 over column chunks so a large uint8 dictionary is
-never converted to float64 as a whole. ``matmul`` / ``rmatmul`` do the same for a bare dense
+never converted to float64 as a whole, and ``D^T U`` and the column norms of a uint8 dictionary
+by compiled loops that read it once (``_products``). ``matmul`` / ``rmatmul`` do the same for a bare dense
 array (the working-set block the smooth solver receives, kept in D's dtype by
 ``DesignMatrix.columns(idx, compact=True)``).
 """
@@ -15,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validation import check_real_array
+from ._products import column_sq_norms_uint8, rmatmul_uint8
 
 CHUNK_BYTES = 64 * 2**20
 
@@ -36,9 +38,14 @@ def matmul(A: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def rmatmul(A: np.ndarray, U: np.ndarray) -> np.ndarray:
-    """A^T @ U in float64 for a dense A of any real dtype, converting A a column block at a time."""
+    """A^T @ U in float64 for a dense A of any real dtype: a uint8 A by a compiled loop that reads
+    it once (``_products``), other dtypes converted a column block at a time."""
     if A.dtype == np.float64:
         return A.T @ U
+    if A.dtype == np.uint8 and U.ndim <= 2:
+        out = rmatmul_uint8(A, U)
+        if out is not None:
+            return out
     out = np.empty((A.shape[1],) + U.shape[1:])
     step = chunk_columns(A.shape[0])
     for a in range(0, A.shape[1], step):
@@ -81,6 +88,10 @@ class DesignMatrix:
         """Squared Euclidean norms of the columns, float64 (p,), computed once, chunk by chunk."""
         if self.sparse:
             return np.asarray(self.D.multiply(self.D).sum(axis=0)).ravel().astype(np.float64)
+        if self.D.dtype == np.uint8:
+            out = column_sq_norms_uint8(self.D)
+            if out is not None:
+                return out
         out = np.empty(self.p)
         for a in range(0, self.p, self.chunk):
             block = self.D[:, a : a + self.chunk].astype(np.float64)

@@ -18,14 +18,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._validation import check_real_array
+from ._products import row_hashes
 from .matrix import DesignMatrix
 
 # Rows are merged when the distinct (row, label) pairs number fewer than this fraction of the
 # rows of positive weight: below it the smaller problem saves more than the bookkeeping costs.
 MERGE_RATIO = 0.9
-# Row hash: products with _HASH_COLUMNS random integer vectors below _HASH_RANGE (exact in float64
-# for integer-valued D of up to about 2^53 / (P * max|D| * _HASH_RANGE)); seed: any fixed value,
-# the grouping is verified.
+# Row hash: products with _HASH_COLUMNS random integer vectors below _HASH_RANGE: for a uint8 D in
+# wrapping int64 (``_products.row_hashes``, exact), otherwise in float64 (exact for integer-valued
+# D of up to about 2^53 / (P * max|D| * _HASH_RANGE)); seed: any fixed value, the grouping is
+# verified.
 _HASH_SEED = 20261129
 _HASH_COLUMNS = 2
 _HASH_RANGE = 2**24
@@ -125,8 +127,11 @@ def _duplicate_groups(M: DesignMatrix, Y: np.ndarray, pos: np.ndarray):
     # integer-valued hash vectors: on integer-valued D (spike dictionaries) the products are exact,
     # so identical rows get identical keys whatever order the sums run in
     r = np.random.default_rng(_HASH_SEED).integers(1, _HASH_RANGE, size=(M.p, _HASH_COLUMNS))
-    r = r.astype(np.float64)
-    h = M.matmul(r)[pos] + 0.0  # + 0.0: -0.0 and 0.0 are the same key
+    h = row_hashes(M.D, r) if not M.sparse and M.D.dtype == np.uint8 else None
+    if h is not None:  # exact integer keys, their bits compared as bytes below
+        h = h[pos].view(np.float64)
+    else:
+        h = M.matmul(r.astype(np.float64))[pos] + 0.0  # + 0.0: -0.0 and 0.0 are the same key
     keys = np.ascontiguousarray(np.concatenate([h, Y[pos] + 0.0], axis=1))
     _, first, inv = np.unique(keys.view(np.dtype((np.void, keys.shape[1] * 8)))[:, 0],
                               return_index=True, return_inverse=True)
@@ -137,7 +142,11 @@ def _duplicate_groups(M: DesignMatrix, Y: np.ndarray, pos: np.ndarray):
         first, inv = _exact_groups(M, Y, pos)
         if len(first) >= MERGE_RATIO * m:
             return None
-    return pos[first], inv
+    # groups numbered by their first row, whatever order the keys sorted in
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return pos[first[order]], rank[inv]
 
 
 def _same_rows(M: DesignMatrix, rows: np.ndarray, reps: np.ndarray) -> bool:

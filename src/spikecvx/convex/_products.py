@@ -1,0 +1,152 @@
+"""Compiled products with a dense uint8 matrix (spike dictionaries), read once in its own dtype.
+
+The float64 route of ``matrix.rmatmul`` converts D a column block at a time and multiplies with
+BLAS: the conversion writes 8 bytes for every byte of D, so on a large dictionary it costs several
+times the product. These loops read each byte of D once and accumulate in float64 (exact products;
+only the order of the sums differs from BLAS). ``row_hashes`` gives ``weights`` the integer row
+keys that find repeated rows, in exact (wrapping) int64 arithmetic, so identical rows always get
+identical keys. Both memory orders are handled: a C-ordered D is read row by row, a Fortran-ordered
+one (its transpose C-ordered) column by column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _rmatmul_rows(D, U):  # pragma: no cover - compiled
+    """D^T U as (C, p) for a C-ordered D (n, p) uint8 and U (n, C) float64."""
+    n, p = D.shape
+    C = U.shape[1]
+    out = np.zeros((C, p))
+    for i in range(n):
+        row = D[i]
+        for c in range(C):
+            u = U[i, c]
+            if u != 0.0:
+                o = out[c]
+                for j in range(p):
+                    o[j] += u * row[j]
+    return out
+
+
+@njit(cache=True, fastmath=True)
+def _rmatmul_cols(DT, UT):  # pragma: no cover - compiled
+    """D^T U as (p, C) for DT = D^T (p, n) uint8 C-ordered and UT = U^T (C, n) float64."""
+    p, n = DT.shape
+    C = UT.shape[0]
+    out = np.empty((p, C))
+    for j in range(p):
+        col = DT[j]
+        for c in range(C):
+            u = UT[c]
+            s = 0.0
+            for i in range(n):
+                s += col[i] * u[i]
+            out[j, c] = s
+    return out
+
+
+@njit(cache=True)
+def _hash_rows(D, R):  # pragma: no cover - compiled
+    """Row keys D R (n, K) in wrapping int64 for a C-ordered D (n, p) uint8, R (p, K) int64."""
+    n, p = D.shape
+    K = R.shape[1]
+    RT = np.ascontiguousarray(R.T)
+    out = np.zeros((n, K), dtype=np.int64)
+    for i in range(n):
+        row = D[i]
+        for k in range(K):
+            r = RT[k]
+            s = np.int64(0)
+            for j in range(p):
+                s += row[j] * r[j]
+            out[i, k] = s
+    return out
+
+
+@njit(cache=True)
+def _hash_cols(DT, R):  # pragma: no cover - compiled
+    """The same keys for DT = D^T (p, n) uint8 C-ordered (D in Fortran order)."""
+    p, n = DT.shape
+    K = R.shape[1]
+    out = np.zeros((K, n), dtype=np.int64)
+    for j in range(p):
+        col = DT[j]
+        for k in range(K):
+            r = R[j, k]
+            o = out[k]
+            for i in range(n):
+                o[i] += col[i] * r
+    return out.T
+
+
+@njit(cache=True)
+def _sq_rows(D):  # pragma: no cover - compiled
+    """Column sums of squares (p,) of a C-ordered D (n, p) uint8, in int64."""
+    n, p = D.shape
+    out = np.zeros(p, dtype=np.int64)
+    for i in range(n):
+        row = D[i]
+        for j in range(p):
+            out[j] += row[j] * row[j]
+    return out
+
+
+@njit(cache=True)
+def _sq_cols(DT):  # pragma: no cover - compiled
+    """The same for DT = D^T (p, n) uint8 C-ordered."""
+    p, n = DT.shape
+    out = np.zeros(p, dtype=np.int64)
+    for j in range(p):
+        col = DT[j]
+        s = np.int64(0)
+        for i in range(n):
+            s += col[i] * col[i]
+        out[j] = s
+    return out
+
+
+def _layout(D: np.ndarray):
+    """('rows', D) for a C-contiguous D, ('cols', D^T) for a Fortran-contiguous one, else None."""
+    if D.flags.c_contiguous:
+        return "rows", D
+    if D.flags.f_contiguous:
+        return "cols", D.T
+    return None
+
+
+def rmatmul_uint8(D: np.ndarray, U: np.ndarray) -> np.ndarray | None:
+    """D^T U in float64, (p,) or (p, C), for a contiguous uint8 D (n, p) and U (n,) or (n, C);
+    None when D is not contiguous (the caller's route then applies)."""
+    how = _layout(D)
+    if how is None:
+        return None
+    U = np.asarray(U, dtype=np.float64)
+    U2 = U.reshape(len(U), -1)
+    if how[0] == "rows":
+        out = _rmatmul_rows(how[1], np.ascontiguousarray(U2)).T.copy()
+    else:
+        out = _rmatmul_cols(how[1], np.ascontiguousarray(U2.T))
+    return out.reshape((D.shape[1],) + U.shape[1:])
+
+
+def column_sq_norms_uint8(D: np.ndarray) -> np.ndarray | None:
+    """Squared column norms (p,) float64 of a contiguous uint8 D (exact); None when D is not
+    contiguous."""
+    how = _layout(D)
+    if how is None:
+        return None
+    return (_sq_rows if how[0] == "rows" else _sq_cols)(how[1]).astype(np.float64)
+
+
+def row_hashes(D: np.ndarray, R: np.ndarray) -> np.ndarray | None:
+    """Integer row keys D R (n, K) in wrapping int64 for a contiguous uint8 D and integer R
+    (p, K); None when D is not contiguous."""
+    how = _layout(D)
+    if how is None:
+        return None
+    R = np.ascontiguousarray(R, dtype=np.int64)
+    return np.ascontiguousarray((_hash_rows if how[0] == "rows" else _hash_cols)(how[1], R))
