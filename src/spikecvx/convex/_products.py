@@ -125,7 +125,7 @@ def rmatmul_uint8(D: np.ndarray, U: np.ndarray) -> np.ndarray | None:
     if how is None:
         return None
     U = np.asarray(U, dtype=np.float64)
-    U2 = U.reshape(len(U), -1)
+    U2 = U if U.ndim == 2 else U[:, None]
     if how[0] == "rows":
         out = _rmatmul_rows(how[1], np.ascontiguousarray(U2)).T.copy()
     else:

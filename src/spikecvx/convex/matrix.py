@@ -3,9 +3,9 @@
 Accepts dense arrays of any real or boolean dtype (uint8 dictionaries stay uint8) and scipy
 sparse matrices; products are done in float64 over column chunks so a large uint8 dictionary is
 never converted to float64 as a whole, and ``D^T U`` and the column norms of a uint8 dictionary
-by compiled loops that read it once (``_products``). ``matmul`` / ``rmatmul`` do the same for a bare dense
-array (the working-set block the smooth solver receives, kept in D's dtype by
-``DesignMatrix.columns(idx, compact=True)``).
+are computed by compiled loops that read it once (``_products``). ``matmul`` / ``rmatmul`` do the
+same for a bare dense array (the working-set block the smooth solver receives, kept in D's dtype
+by ``DesignMatrix.columns(idx, compact=True)``).
 """
 
 from __future__ import annotations
