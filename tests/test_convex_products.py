@@ -72,3 +72,13 @@ def test_uint8_and_float64_dictionaries_solve_to_the_same_optimum():
     b = solve(D.astype(np.float64), y, "squared", "l1", reg, tol=1e-10)
     assert a.converged and b.converged
     assert a.primal == pytest.approx(b.primal, rel=1e-9)
+
+
+def test_mismatched_shapes_are_refused_not_read_out_of_bounds():
+    D = _uint8(40, 7, 11)
+    for order in ("C", "F"):
+        Do = np.asarray(D, order=order)
+        with pytest.raises(ValueError, match="rows"):
+            rmatmul_uint8(Do, np.ones((30, 2)))
+        with pytest.raises(ValueError, match="columns"):
+            row_hashes(Do, np.ones((5, 2), dtype=np.int64))

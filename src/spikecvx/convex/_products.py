@@ -2,11 +2,11 @@
 
 The float64 route of ``matrix.rmatmul`` converts D a column block at a time and multiplies with
 BLAS: the conversion writes 8 bytes for every byte of D, so on a large dictionary it costs several
-times the product. These loops read each byte of D once and accumulate in float64 (exact products;
-only the order of the sums differs from BLAS). ``row_hashes`` gives ``weights`` the integer row
-keys that find repeated rows, in exact (wrapping) int64 arithmetic, so identical rows always get
-identical keys. Both memory orders are handled: a C-ordered D is read row by row, a Fortran-ordered
-one (its transpose C-ordered) column by column.
+times the product. These loops read each byte of D once and accumulate in float64 (the results
+match BLAS up to rounding: only the order of the sums differs). ``row_hashes`` gives ``weights``
+the integer row keys that find repeated rows, in exact (wrapping) int64 arithmetic, so identical
+rows always get identical keys. Both memory orders are handled: a C-ordered D is read row by row,
+a Fortran-ordered one (its transpose C-ordered) column by column.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _rmatmul_rows(D, U):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath={"reassoc", "contract"})  # reassociation lets the dot products vectorise
 def _rmatmul_cols(DT, UT):  # pragma: no cover - compiled
     """D^T U as (p, C) for DT = D^T (p, n) uint8 C-ordered and UT = U^T (C, n) float64."""
     p, n = DT.shape
@@ -121,10 +121,12 @@ def _layout(D: np.ndarray):
 def rmatmul_uint8(D: np.ndarray, U: np.ndarray) -> np.ndarray | None:
     """D^T U in float64, (p,) or (p, C), for a contiguous uint8 D (n, p) and U (n,) or (n, C);
     None when D is not contiguous (the caller's route then applies)."""
+    U = np.asarray(U, dtype=np.float64)
+    if U.shape[0] != D.shape[0]:
+        raise ValueError(f"U must have D's {D.shape[0]} rows, got shape {U.shape}")
     how = _layout(D)
     if how is None:
         return None
-    U = np.asarray(U, dtype=np.float64)
     U2 = U if U.ndim == 2 else U[:, None]
     if how[0] == "rows":
         out = _rmatmul_rows(how[1], np.ascontiguousarray(U2)).T.copy()
@@ -145,8 +147,10 @@ def column_sq_norms_uint8(D: np.ndarray) -> np.ndarray | None:
 def row_hashes(D: np.ndarray, R: np.ndarray) -> np.ndarray | None:
     """Integer row keys D R (n, K) in wrapping int64 for a contiguous uint8 D and integer R
     (p, K); None when D is not contiguous."""
+    R = np.ascontiguousarray(R, dtype=np.int64)
+    if R.ndim != 2 or R.shape[0] != D.shape[1]:
+        raise ValueError(f"R must be 2-D with D's {D.shape[1]} columns as rows, got shape {R.shape}")
     how = _layout(D)
     if how is None:
         return None
-    R = np.ascontiguousarray(R, dtype=np.int64)
     return np.ascontiguousarray((_hash_rows if how[0] == "rows" else _hash_cols)(how[1], R))
