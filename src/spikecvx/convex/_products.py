@@ -16,71 +16,31 @@ from numba import njit
 
 
 @njit(cache=True)
-def _rmatmul_rows(D, U):  # pragma: no cover - compiled
-    """D^T U as (C, p) for a C-ordered D (n, p) uint8 and U (n, C) float64."""
-    n, p = D.shape
-    C = U.shape[1]
-    out = np.zeros((C, p))
-    for i in range(n):
-        row = D[i]
-        for c in range(C):
-            u = U[i, c]
-            if u != 0.0:
-                o = out[c]
-                for j in range(p):
-                    o[j] += u * row[j]
-    return out
+def _accumulate_rows(M, coef, out):  # pragma: no cover - compiled
+    """out (K, m) += coef^T M for M (r, m) uint8 C-ordered and coef (r, K): each row of M
+    scaled into each row of out (a float64 or a wrapping int64 out)."""
+    for r in range(M.shape[0]):
+        row = M[r]
+        for k in range(coef.shape[1]):
+            c = coef[r, k]
+            if c != 0:
+                o = out[k]
+                for j in range(row.shape[0]):
+                    o[j] += c * row[j]
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})  # reassociation lets the dot products vectorise
-def _rmatmul_cols(DT, UT):  # pragma: no cover - compiled
-    """D^T U as (p, C) for DT = D^T (p, n) uint8 C-ordered and UT = U^T (C, n) float64."""
-    p, n = DT.shape
-    C = UT.shape[0]
-    out = np.empty((p, C))
-    for j in range(p):
-        col = DT[j]
-        for c in range(C):
-            u = UT[c]
-            s = 0.0
-            for i in range(n):
-                s += col[i] * u[i]
-            out[j, c] = s
-    return out
-
-
-@njit(cache=True)
-def _hash_rows(D, R):  # pragma: no cover - compiled
-    """Row keys D R (n, K) in wrapping int64 for a C-ordered D (n, p) uint8, R (p, K) int64."""
-    n, p = D.shape
-    K = R.shape[1]
-    RT = np.ascontiguousarray(R.T)
-    out = np.zeros((n, K), dtype=np.int64)
-    for i in range(n):
-        row = D[i]
-        for k in range(K):
-            r = RT[k]
-            s = np.int64(0)
-            for j in range(p):
-                s += row[j] * r[j]
-            out[i, k] = s
-    return out
-
-
-@njit(cache=True)
-def _hash_cols(DT, R):  # pragma: no cover - compiled
-    """The same keys for DT = D^T (p, n) uint8 C-ordered (D in Fortran order)."""
-    p, n = DT.shape
-    K = R.shape[1]
-    out = np.zeros((K, n), dtype=np.int64)
-    for j in range(p):
-        col = DT[j]
-        for k in range(K):
-            r = R[j, k]
-            o = out[k]
-            for i in range(n):
-                o[i] += col[i] * r
-    return out.T
+@njit(cache=True, fastmath={"reassoc", "contract"})  # reassociation lets the float sums vectorise
+def _row_dots(M, V, out):  # pragma: no cover - compiled
+    """out (r, K) = M V^T for M (r, m) uint8 C-ordered and V (K, m) C-ordered, out float64 or
+    (wrapping) int64 and zero on entry."""
+    for r in range(M.shape[0]):
+        row = M[r]
+        for k in range(V.shape[0]):
+            v = V[k]
+            s = out[r, k]
+            for j in range(row.shape[0]):
+                s += row[j] * v[j]
+            out[r, k] = s
 
 
 @njit(cache=True)
@@ -128,11 +88,15 @@ def rmatmul_uint8(D: np.ndarray, U: np.ndarray) -> np.ndarray | None:
     if how is None:
         return None
     U2 = U if U.ndim == 2 else U[:, None]
-    if how[0] == "rows":
-        out = _rmatmul_rows(how[1], np.ascontiguousarray(U2)).T.copy()
-    else:
-        out = _rmatmul_cols(how[1], np.ascontiguousarray(U2.T))
-    return out.reshape((D.shape[1],) + U.shape[1:])
+    n, p = D.shape
+    if how[0] == "rows":  # D's rows scaled by U's and summed: (C, p)
+        out = np.zeros((U2.shape[1], p))
+        _accumulate_rows(how[1], np.ascontiguousarray(U2), out)
+        out = out.T
+    else:  # D's columns dotted with U's: (p, C)
+        out = np.zeros((p, U2.shape[1]))
+        _row_dots(how[1], np.ascontiguousarray(U2.T), out)
+    return np.ascontiguousarray(out).reshape((p,) + U.shape[1:])
 
 
 def column_sq_norms_uint8(D: np.ndarray) -> np.ndarray | None:
@@ -153,4 +117,11 @@ def row_hashes(D: np.ndarray, R: np.ndarray) -> np.ndarray | None:
     how = _layout(D)
     if how is None:
         return None
-    return np.ascontiguousarray((_hash_rows if how[0] == "rows" else _hash_cols)(how[1], R))
+    n, K = D.shape[0], R.shape[1]
+    if how[0] == "rows":  # D's rows dotted with R's columns
+        out = np.zeros((n, K), dtype=np.int64)
+        _row_dots(how[1], np.ascontiguousarray(R.T), out)
+        return out
+    out = np.zeros((K, n), dtype=np.int64)  # D's columns scaled by R's rows and summed
+    _accumulate_rows(how[1], R, out)
+    return np.ascontiguousarray(out.T)
