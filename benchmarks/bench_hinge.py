@@ -20,10 +20,13 @@ user would write it), and the ratio of the two times is printed with the largest
 difference of the objectives. --unscreened also runs the path with the identifier's screening
 off (``hinge_vertex.SCREEN`` empty: every interior point iteration on the whole problem) and
 prints its time after the row. --floor first prints the least one interior point iteration on the
-dense instance's shape costs (its normal matrix and Cholesky factorisation, best of 15).
+dense instance's shape costs (its normal matrix and Cholesky factorisation, best of 15);
+--first-order prints the relative gap a restarted first-order method (PDHG) reaches on the dense
+instance after 100 to 5000 iterations, with its time.
 
 Usage:  python benchmarks/bench_hinge.py [--instances dense ovr ovr-group xor6 xor8 xor11 xor14]
-        [--repeat 2] [--lp] [--cvxpy] [--cache DIR] [--floor] [--unscreened]
+        [--repeat 2] [--lp] [--cvxpy] [--cache DIR] [--floor] [--first-order]
+        [--unscreened]
 """
 
 from __future__ import annotations
@@ -136,9 +139,13 @@ def best_of(k, fn, *args):
 
 
 def ipm_floor(repeat: int = 15) -> None:
-    """The least an interior point iteration on the dense instance's shape costs: the normal matrix
-    A^T diag(d) A (1000 x 1000 from 2000 rows) and its Cholesky factorisation, best of ``repeat``,
-    in float32 and float64 with one and two BLAS threads."""
+    """The least an interior point iteration on the dense instance's shape costs, with the kernels
+    the identifier calls (``hinge_vertex._syrk``: BLAS syrk; SciPy's Cholesky): the normal matrix
+    A^T diag(d) A (1000 x 1000 from 2000 rows, the scaled copy included) and its Cholesky
+    factorisation, best of ``repeat``, in float32 and float64 with one and two BLAS threads; then
+    the Cholesky factorisation of the ovr-group cone program's coefficient-space matrix (4 outputs:
+    4000 x 4000), best of 3."""
+    import scipy.linalg as sla
     from threadpoolctl import threadpool_limits
 
     D, _ = dense_problem()
@@ -150,15 +157,65 @@ def ipm_floor(repeat: int = 15) -> None:
                 form = factor = np.inf
                 for _ in range(repeat):
                     t0 = time.perf_counter()
-                    Aw = A * np.sqrt(d)[:, None]
-                    M = Aw.T @ Aw
+                    M = hinge_vertex._syrk(np.asfortranarray(A * np.sqrt(d)[:, None]), rows=False)
                     t1 = time.perf_counter()
                     M[np.diag_indices(len(M))] += 1e-3
-                    np.linalg.cholesky(M)
+                    sla.cho_factor(M, check_finite=False)
                     form, factor = min(form, t1 - t0), min(factor, time.perf_counter() - t1)
                 print(f"interior point iteration floor, {threads} BLAS thread(s), {np.dtype(dtype).name}: "
                       f"normal matrix {1e3 * form:.1f} ms + Cholesky {1e3 * factor:.1f} ms = "
                       f"{1e3 * (form + factor):.1f} ms", flush=True)
+    # ovr-group: a Newton system of the cone program in the coefficient space is (p C) x (p C)
+    with threadpool_limits(1, user_api="blas"):
+        for dtype in (np.float32, np.float64):
+            B = np.asfortranarray(np.random.default_rng(2).random((D.shape[0], 4 * D.shape[1])), dtype=dtype)
+            M = hinge_vertex._syrk(B, rows=False)
+            M[np.diag_indices(len(M))] += len(M)
+            factor = np.inf
+            for _ in range(3):
+                t0 = time.perf_counter()
+                sla.cho_factor(M, check_finite=False)
+                factor = min(factor, time.perf_counter() - t0)
+            print(f"ovr-group cone program, 1 BLAS thread, {np.dtype(dtype).name}: Cholesky of the "
+                  f"{len(M)} x {len(M)} coefficient-space matrix {1e3 * factor:.0f} ms", flush=True)
+
+
+def first_order(iters: int = 5000, checkpoints=(100, 500, 1000, 2000, 5000)) -> None:
+    """Restarted primal-dual hybrid gradient (PDHG, the first-order method of PDLP) on the dense
+    instance's saddle point min_w max_{0 <= a <= 1} sum_i s_i a_i (1 - y_i x_i w) + reg ||w||_1:
+    the certificate's relative gap (``hinge_fast.certificate``) at ``checkpoints`` iterations, for
+    three primal weights and restart periods, each on one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    D, y = dense_problem()
+    reg = reg_max(D, y, "hinge", "l1") / 50
+    n, p = D.shape
+    s = np.full(n, 1.0 / n)
+    K = s[:, None] * (y[:, None] * np.asarray(D, dtype=np.float64))
+    norm = float(np.linalg.norm(K, 2))
+    for omega, period in ((0.3, 1000), (1.0, 200), (0.3, 50)):
+        tau, sigma = 0.9 * omega / norm, 0.9 / (omega * norm)
+        w, a, w_sum, a_sum, k = np.zeros(p), np.zeros(n), np.zeros(p), np.zeros(n), 0
+        line, elapsed = [], 0.0
+        with threadpool_limits(1, user_api="blas"):
+            for it in range(1, iters + 1):
+                t0 = time.perf_counter()
+                w_new = w + tau * (K.T @ a)
+                w_new = np.sign(w_new) * np.maximum(np.abs(w_new) - tau * reg, 0.0)
+                a = np.clip(a + sigma * (s - K @ (2.0 * w_new - w)), 0.0, 1.0)
+                w = w_new
+                w_sum += w
+                a_sum += a
+                k += 1
+                if it % period == 0:  # restart from the average of the period
+                    w, a = w_sum / k, a_sum / k
+                    w_sum[:], a_sum[:], k = 0.0, 0.0, 0
+                elapsed += time.perf_counter() - t0
+                if it in checkpoints:
+                    gap = hinge_fast.certificate(D, y, w, a, reg)["rel_gap"]
+                    line.append(f"{it}: {gap:.1e} ({elapsed:.2f} s)")
+        print(f"restarted PDHG, primal weight {omega}, restart every {period}: " + ", ".join(line),
+              flush=True)
 
 
 def main() -> None:
@@ -170,12 +227,16 @@ def main() -> None:
     ap.add_argument("--cache", metavar="DIR", help="keep the XOR dictionaries in DIR (NAME.npz) between runs")
     ap.add_argument("--floor", action="store_true",
                     help="also print the least an interior point iteration on the dense shape costs")
+    ap.add_argument("--first-order", action="store_true",
+                    help="also print how far restarted PDHG (first-order) gets on the dense instance")
     ap.add_argument("--unscreened", action="store_true",
                     help="also run the path with the identifier's screening off")
     args = ap.parse_args()
     print(machine_line())
     if args.floor:
         ipm_floor()
+    if args.first_order:
+        first_order()
     print("| instance | regs | spikecvx path s (CPU s) | worst rel. gap | LP engine s (CPU s) | "
           "worst rel. gap | speed-up vs LP (wall / CPU) | CVXPY + Clarabel s (CPU s) | "
           "speed-up vs CVXPY (wall / CPU) | "
