@@ -15,9 +15,10 @@ fills in its factorisations; here two stages find the optimum instead:
    with Nesterov-Todd scaling and Mehrotra's predictor-corrector. Each Newton system, in the
    n C multipliers of the rows, is solved through the (p C) x (p C) matrix
    K = Theta^-1 + blockdiag_c(X^T diag(1 / D_c) X) (Woodbury identity): one Cholesky
-   factorisation per iteration, single precision first, each solution refined against the exact
-   float64 operator. These systems lose their accuracy near relative gap 1e-6 (the active cones'
-   scalings spread over many orders of magnitude), so the method is not run to convergence.
+   factorisation per iteration (of K's diagonal blocks alone while that suffices), single
+   precision first, each solution refined against the exact float64 operator. These systems
+   lose their accuracy near relative gap 1e-6 (the active cones' scalings spread over many
+   orders of magnitude), so the method is not run to convergence.
 2. **Newton's method on the optimality conditions of a pattern.** From relative gap
    ``ATTEMPT_GAP`` on, each iterate's complementarity sorts the groups into active (A: W_j != 0)
    and the row pairs (i, c) into the margin (M: Y_ic x_i W_c = 1, 0 <= alpha_ic <= 1), inside it
@@ -41,18 +42,28 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from .hinge_vertex import _cholesky, _syrk
+from .hinge_vertex import _cholesky, _one_blas_thread, _syrk
 
 ATTEMPT_GAP = 1e-4  # relative gap (and residual) of the iterate from which patterns are solved
 ACCEPT = 1e-11  # relative duality gap at which a pattern's solution is returned
 ROUNDS = 4  # side changes per pattern
 MAX_MOVES = 0.02  # a pattern is abandoned when a round would move more than this share of its pairs
-NEWTON_STEPS = 6  # Newton steps per pattern (it converges quadratically from the iterate)
+NEWTON_STEPS = 12  # Newton steps per pattern
+CHORD_RATE = 0.1  # the Jacobian's factors are kept while each step shrinks the residual this much
+ROUNDING = 1e-12  # a residual below this (relative) that stops shrinking is rounding
 MAX_PATTERN = 6000  # largest Newton system of a pattern (active coefficients plus margin pairs)
 MAX_ITER = 60  # interior point iterations
 REFINE = 6  # iterative refinement steps per Newton system of the interior point method
 SOLVE_TOL = 1e-8  # relative residual such a solution must reach
 MAX_ENTRIES = 6000**2  # largest (p C)^2 handled (K: 288 MB in float64)
+COUPLED = 1e-6  # level 0 of the Newton systems keeps the cones' coupling where c_j > COUPLED a_j
+# screening: from relative gap SCREEN_GAP on, the iterations go on with the SCREEN_KEEP x (groups
+# whose complementarity ratio passes SCREEN_RATIO) groups the iterate ranks first, when that is at
+# most SCREEN_SHARE of them and there are at least SCREEN_MIN_GROUPS; after SCREEN_ATTEMPTS failed
+# patterns or SCREEN_ITERATIONS iterations the whole problem resumes. The numbers: where the
+# optimal groups rank in the iterates (docs/design/hinge.md).
+SCREEN_GAP, SCREEN_RATIO, SCREEN_KEEP, SCREEN_SHARE = 5e-2, 0.01, 1.6, 0.8
+SCREEN_MIN_GROUPS, SCREEN_ATTEMPTS, SCREEN_ITERATIONS = 200, 3, 20
 
 
 def group_gap(X, Y, s, W, alpha, reg) -> float:
@@ -84,16 +95,67 @@ def solve_hinge_group(X, Y, s, reg: float):
     if (len(cols) * Y.shape[1]) ** 2 > MAX_ENTRIES or reg <= 0:
         return None
     Xr, Yr, sr = X[np.ix_(rows, cols)], Y[rows], s[rows]
-    for it in _iterates(Xr, Yr, sr, reg):
-        if it["gap"] > ATTEMPT_GAP or it["feas"] > ATTEMPT_GAP:
+    with _one_blas_thread():
+        found = _solve(Xr, Yr, sr, reg)
+    if found is None:
+        return None
+    W = np.zeros((p, Y.shape[1]))
+    W[cols] = found[0]
+    alpha = np.zeros(Y.shape)
+    alpha[rows] = found[1]
+    return W, alpha
+
+
+def _solve(X, Y, s, reg):
+    """Interior point iterations on the whole problem; from relative gap SCREEN_GAP on, iterations
+    on the groups the iterate ranks first (``_screened``), resuming the whole problem when those
+    do not certify. Every pattern is solved and certified on the whole problem."""
+    screen = X.shape[1] >= SCREEN_MIN_GROUPS
+    for it in _iterates(X, Y, s, reg):
+        if it["gap"] <= ATTEMPT_GAP and it["feas"] <= ATTEMPT_GAP:
+            found = _solve_patterns(X, Y, s, reg, it)
+            if found is not None:
+                return found
+        if screen and it["gap"] <= SCREEN_GAP:
+            screen = False
+            kept = _screened(it)
+            if len(kept) <= SCREEN_SHARE * X.shape[1]:
+                found = _solve_screened(X, Y, s, reg, it, kept)
+                if found is not None:
+                    return found
+    return None
+
+
+def _screened(it) -> np.ndarray:
+    """The groups to keep: SCREEN_KEEP times as many as pass the complementarity ratio
+    SCREEN_RATIO (norm of the coefficients over the cone's dual slack), the highest ratios."""
+    zk = it["zk"]
+    ratio = np.linalg.norm(it["xk"][:, 1:], axis=1) / (zk[:, 0] - np.linalg.norm(zk[:, 1:], axis=1))
+    k = min(len(ratio), int(np.ceil(SCREEN_KEEP * np.count_nonzero(ratio > SCREEN_RATIO))))
+    return np.sort(np.argsort(-ratio, kind="stable")[:k])
+
+
+def _solve_screened(X, Y, s, reg, it, kept):
+    """Iterations on the groups ``kept`` (the others fixed at W = 0), from the iterate ``it``; their
+    patterns, expanded to every group (the others inactive), solved on the whole problem, which
+    brings back a group the screening left out when few are."""
+    p, C1 = it["xk"].shape
+    start = dict(it, xk=it["xk"][kept], zk=it["zk"][kept])
+    failed = 0
+    for sub in _iterates(X[:, kept], Y, s, reg, start=start, max_iter=SCREEN_ITERATIONS):
+        if sub["gap"] > ATTEMPT_GAP or sub["feas"] > ATTEMPT_GAP:
             continue
-        found = _solve_patterns(Xr, Yr, sr, reg, it)
+        xk, zk = np.zeros((p, C1)), np.zeros((p, C1))
+        zk[:, 0] = np.inf  # the groups left out: inactive
+        xk[kept], zk[kept] = sub["xk"], sub["zk"]
+        W = np.zeros((p, C1 - 1))
+        W[kept] = sub["W"]
+        found = _solve_patterns(X, Y, s, reg, dict(sub, xk=xk, zk=zk, W=W))
         if found is not None:
-            W = np.zeros((p, Y.shape[1]))
-            W[cols] = found[0]
-            alpha = np.zeros(Y.shape)
-            alpha[rows] = found[1]
-            return W, alpha
+            return found
+        failed += 1
+        if failed >= SCREEN_ATTEMPTS:
+            return None
     return None
 
 
@@ -179,6 +241,7 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
     eye = np.eye(C)
     idx = np.arange(a)[:, None] * C + np.arange(C)[None, :]
     scale = 1.0 + float(np.abs(g0).max())
+    solver, last = None, np.inf
     for _ in range(NEWTON_STEPS):
         norms = np.linalg.norm(W, axis=1)
         if not np.all(norms > 0):
@@ -188,12 +251,17 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
         g = g0.copy()
         np.add.at(g.T, mc, ((s[mi] * Y[mi, mc] * am)[:, None] * Xa[mi]))
         F = np.concatenate([(g - reg * u).ravel(), f_margin])
-        if np.abs(F).max() <= 1e-15 * scale:
-            break
-        block = -(reg / norms)[:, None, None] * (eye[None] - u[:, :, None] * u[:, None, :])
-        J[:k, :k] = 0.0
-        J[idx[:, :, None], idx[:, None, :]] = block
-        step = _newton_step(J, F)
+        size = float(np.abs(F).max())
+        slow = size > CHORD_RATE * last
+        if size <= 1e-15 * scale or (slow and size <= ROUNDING * scale):
+            break  # solved, or at the level of rounding
+        if solver is None or slow:  # (re)factor at the current point
+            J[:k, :k] = 0.0
+            J[idx[:, :, None], idx[:, None, :]] = -(reg / norms)[:, None, None] * (
+                eye[None] - u[:, :, None] * u[:, None, :])
+            solver = _linear_solver(J)
+        last = size
+        step = solver(-F)
         if step is None:
             return None
         W = W + step[:k].reshape(a, C)
@@ -207,20 +275,31 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
     return W_full, alpha, raw
 
 
-def _newton_step(J, F):
-    """The solution of J step = -F; the least-squares one where J is singular (degenerate
-    patterns: duplicate columns, more margin pairs than the active coefficients fix), None when
-    that fails too."""
+def _linear_solver(J):
+    """A function solving J x = b (None when it fails): by J's LU factors, or by least squares
+    where J is singular (degenerate patterns: more margin pairs than the active coefficients fix)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", sla.LinAlgWarning)
         try:
-            step = sla.lu_solve(sla.lu_factor(J, check_finite=False), -F, check_finite=False)
-            if np.all(np.isfinite(step)) and np.abs(J @ step + F).max() <= 1e-8 * np.abs(F).max():
-                return step
-            step = sla.lstsq(J, -F, check_finite=False)[0]
+            lu = sla.lu_factor(J, check_finite=False)
         except (np.linalg.LinAlgError, ValueError):
-            return None
-    return step if np.all(np.isfinite(step)) else None
+            lu = None
+    J = J.copy()  # the caller updates its matrix in place
+
+    def solve(b):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", sla.LinAlgWarning)
+            try:
+                if lu is not None:
+                    x = sla.lu_solve(lu, b, check_finite=False)
+                    if np.all(np.isfinite(x)) and np.abs(J @ x - b).max() <= 1e-8 * np.abs(b).max():
+                        return x
+                x = sla.lstsq(J, b, check_finite=False)[0]
+            except (np.linalg.LinAlgError, ValueError):
+                return None
+        return x if np.all(np.isfinite(x)) else None
+
+    return solve
 
 
 # --- stage 1: the interior point method -----------------------------------------------------------
@@ -286,43 +365,87 @@ def _step(vs, dvs, cone_x, cone_dx) -> float:
 
 
 class _Newton:
-    """The rows' Newton system (D + B Theta B^T) dl = r of one iteration, solved through K."""
+    """The rows' Newton system (D + B Theta B^T) dl = r of one iteration, solved through K.
 
-    def __init__(self, X, Y, D, Theta, Tinv, single: bool) -> None:
-        self.X, self.Y, self.D, self.Theta, self.Tinv = X, Y, D, Theta, Tinv
-        self.factor(single)
+    Each cone's block of Theta is a multiple of the identity plus a rank-one term, so
+    K = K0 - V diag(c) V^T with K0 = blockdiag_c(X^T diag(1 / D_c) X + diag(a)): the outputs are
+    coupled only through p rank-one terms. Factorised at one of three levels, each solution
+    iteratively refined against the exact float64 operator, the next level taken when refinement
+    misses ``SOLVE_TOL``: (0) K0's C blocks of p x p and the p x p capacitance matrix
+    diag(1 / c) - V^T K0^-1 V of the Woodbury identity, in single precision; (1) all of K in
+    single precision; (2) in double precision. Level 0 costs C + 1 factorisations of p x p
+    instead of one of (p C) x (p C); near the optimum its subtraction loses accuracy."""
 
-    def factor(self, single: bool) -> None:
+    def __init__(self, X, Y, D, Theta, coupling, level: int) -> None:
+        self.X, self.Y, self.D, self.Theta = X, Y, D, Theta
+        self.a, self.c, self.u = coupling  # Theta_j^-1 = a_j I - c_j u_j u_j^T
+        self.factor(level)
+
+    def factor(self, level: int) -> None:
         X, D = self.X, self.D
         p, C = X.shape[1], D.shape[1]
-        self.single = single
-        dtype = np.float32 if single else np.float64
-        K = np.zeros((p * C, p * C), dtype=dtype)
-        for c in range(C):
-            K[c * p : (c + 1) * p, c * p : (c + 1) * p] = _syrk(
-                np.asfortranarray(X * (1.0 / np.sqrt(D[:, c]))[:, None], dtype=dtype), rows=False)
+        self.level = level
+        dtype = np.float64 if level == 2 else np.float32
+        blocks = [_syrk(np.asfortranarray(X * (1.0 / np.sqrt(D[:, c]))[:, None], dtype=dtype), rows=False)
+                  for c in range(C)]
         j = np.arange(p)
-        for c in range(C):
-            for d in range(c, C):
-                K[c * p + j, d * p + j] += self.Tinv[:, c, d]
         try:
+            if level == 0:
+                self._factor_coupled(blocks)
+                return
+            K = np.zeros((p * C, p * C), dtype=dtype)
+            for c, block in enumerate(blocks):
+                K[c * p : (c + 1) * p, c * p : (c + 1) * p] = block
+                K[c * p + j, c * p + j] += self.a
+            for c in range(C):
+                for d in range(c, C):
+                    K[c * p + j, d * p + j] -= self.c * self.u[:, c] * self.u[:, d]
             self.cf = _cholesky(K)
         except np.linalg.LinAlgError:
-            if not single:
+            if level == 2:
                 raise
-            self.factor(single=False)
+            self.factor(level + 1)
+
+    def _factor_coupled(self, blocks) -> None:
+        """Level 0: the Cholesky factors of K0's blocks, Z_c = K0_c^-1 diag(u_c) on the groups whose
+        coupling is not negligible, and the Cholesky factor of the capacitance matrix over those."""
+        p = len(self.a)
+        self.coupled = np.flatnonzero(self.c > COUPLED * self.a)
+        u = self.u[self.coupled].astype(np.float32)
+        cap = np.diag((1.0 / self.c[self.coupled]).astype(np.float32))
+        self.blocks, self.Z = [], []
+        for c, block in enumerate(blocks):
+            block[np.diag_indices(p)] += self.a
+            self.blocks.append(_cholesky(block))
+            E = np.zeros((p, len(self.coupled)), dtype=np.float32)
+            E[self.coupled, np.arange(len(self.coupled))] = u[:, c]
+            self.Z.append(sla.cho_solve(self.blocks[-1], E, check_finite=False))
+            cap -= u[:, c, None] * self.Z[-1][self.coupled]
+        self.cap = _cholesky(cap) if len(self.coupled) else None
 
     def apply(self, v):
         """(D + B Theta B^T) v, exactly in float64."""
         u = self.X.T @ (self.Y * v)
         return self.D * v + self.Y * (self.X @ np.einsum("jcd,jd->jc", self.Theta, u))
 
+    def _k_solve(self, rhs):
+        """K^-1 rhs for rhs (p x C), in the factors' precision, returned in float64."""
+        p, C = rhs.shape
+        if self.level > 0:
+            dtype = self.cf[0].dtype
+            v = sla.cho_solve(self.cf, rhs.T.reshape(-1).astype(dtype), check_finite=False)
+            return v.reshape(C, p).T.astype(np.float64)
+        y = np.stack([sla.cho_solve(cf, rhs[:, c].astype(np.float32), check_finite=False)
+                      for c, cf in enumerate(self.blocks)], axis=1)
+        if self.cap is not None:
+            u = self.u[self.coupled].astype(np.float32)
+            z = sla.cho_solve(self.cap, np.sum(u * y[self.coupled], axis=1), check_finite=False)
+            y += np.stack([Z @ z for Z in self.Z], axis=1)
+        return y.astype(np.float64)
+
     def _solve_once(self, r):
-        p, C = self.Theta.shape[0], self.D.shape[1]
         rD = r / self.D
-        rhs = (self.X.T @ (self.Y * rD)).T.reshape(-1)  # output-major, as K
-        v = sla.cho_solve(self.cf, rhs.astype(self.cf[0].dtype, copy=False), check_finite=False)
-        v = v.astype(np.float64).reshape(C, p).T
+        v = self._k_solve(self.X.T @ (self.Y * rD))
         return rD - self.Y * (self.X @ v) / self.D
 
     def solve(self, r):
@@ -337,27 +460,33 @@ class _Newton:
             if np.abs(res_c).max() >= np.abs(res).max():
                 break
             x, res = cand, res_c
-        if self.single and np.abs(res).max() > tol:
-            self.factor(single=False)
+        if self.level < 2 and np.abs(res).max() > tol:
+            self.factor(self.level + 1)
             return self.solve(r)
         return x
+
+
+def _coupling(Theta):
+    """(a, c, u) with Theta_j^-1 = a_j I - c_j u_j u_j^T: each cone's block of the squared
+    Nesterov-Todd scaling is a multiple of the identity plus a rank-one term."""
+    lam, vec = np.linalg.eigh(Theta)
+    a = 1.0 / lam[:, 0]
+    return a, np.maximum(a - 1.0 / lam[:, -1], 0.0), vec[:, :, -1]
 
 
 class _Direction:
     """The Newton directions of one interior point iteration, for any right-hand side of the
     complementarity equations: (dxi, dsg, dxk, dl, dzxi, dzsg, dzk)."""
 
-    def __init__(self, X, Y, v, residuals, single: bool) -> None:
+    def __init__(self, X, Y, v, residuals, level: int) -> None:
         self.X, self.Y, self.v = X, Y, v
         self.rp, self.rd_xi, self.rd_sg, self.rd_k = residuals
         self.Wn, self.Winv = _nt_scaling(v["xk"], v["zk"])
         self.W2 = self.Wn @ self.Wn
-        P = self.Winv @ self.Winv
-        Tinv = P[:, 1:, 1:] - P[:, 1:, :1] * P[:, :1, 1:] / P[:, :1, :1]  # W2's coefficient block, inverted
         self.lam_k = np.einsum("jab,jb->ja", self.Wn, v["zk"])
         self.th_xi, self.th_sg = v["xi"] / v["zxi"], v["sg"] / v["zsg"]
-        self.system = _Newton(X, Y, self.th_xi + self.th_sg, np.ascontiguousarray(self.W2[:, 1:, 1:]), Tinv,
-                              single)
+        Theta = np.ascontiguousarray(self.W2[:, 1:, 1:])
+        self.system = _Newton(X, Y, self.th_xi + self.th_sg, Theta, _coupling(Theta), level)
 
     def __call__(self, rc_xi, rc_sg, rc_k):
         X, Y, v = self.X, self.Y, self.v
@@ -373,22 +502,26 @@ class _Direction:
         return h_xi + self.th_xi * dl, h_sg - self.th_sg * dl, dxk, dl, self.rd_xi - dl, self.rd_sg + dl, dzk
 
 
-def _iterates(X, Y, s, reg):
+def _iterates(X, Y, s, reg, start=None, max_iter: int = MAX_ITER):
     """The interior point iterates, each a dict of its variables with its relative gap ``gap`` and
-    largest scaled residual ``feas``; ends after MAX_ITER or when a Newton system fails."""
+    largest scaled residual ``feas``, from all ones or from ``start`` (an iterate's variables);
+    ends after ``max_iter`` or when a Newton system fails."""
     n, p = X.shape
     C = Y.shape[1]
     cn = np.repeat((s * n)[:, None], C, axis=1)
     cw = float(reg * n)
-    v = dict(xi=np.ones((n, C)), sg=np.ones((n, C)), zxi=cn.copy(), zsg=np.ones((n, C)),
-             xk=np.zeros((p, C + 1)), zk=np.zeros((p, C + 1)), lam=np.zeros((n, C)))
-    v["xk"][:, 0] = 1.0
-    v["zk"][:, 0] = cw
+    if start is None:
+        v = dict(xi=np.ones((n, C)), sg=np.ones((n, C)), zxi=cn.copy(), zsg=np.ones((n, C)),
+                 xk=np.zeros((p, C + 1)), zk=np.zeros((p, C + 1)), lam=np.zeros((n, C)))
+        v["xk"][:, 0] = 1.0
+        v["zk"][:, 0] = cw
+    else:
+        v = {k: start[k] for k in ("xi", "sg", "zxi", "zsg", "xk", "zk", "lam")}
     e = np.zeros((p, C + 1))
     e[:, 0] = 1.0
     deg = 2 * n * C + p
-    single = True
-    for _ in range(MAX_ITER):
+    level = 0 if start is None else start["level"]
+    for _ in range(max_iter):
         xi, sg, zxi, zsg, xk, zk, lam = (v[k] for k in ("xi", "sg", "zxi", "zsg", "xk", "zk", "lam"))
         rp = 1.0 - Y * (X @ xk[:, 1:]) - xi + sg
         rd_xi, rd_sg = cn - lam - zxi, lam - zsg
@@ -400,11 +533,10 @@ def _iterates(X, Y, s, reg):
         feas = max(float(np.abs(rp).max()),
                    float(np.abs(rd_xi).max() + np.abs(rd_sg).max()) / max(1.0, float(cn.max())),
                    float(np.abs(rd_k).max()) / max(1.0, cw))
-        yield dict(v, W=xk[:, 1:].copy(), cn=cn, gap=gap, feas=feas)
+        yield dict(v, W=xk[:, 1:].copy(), cn=cn, gap=gap, feas=feas, level=level)
         mu = (float((xi * zxi).sum() + (sg * zsg).sum()) + float(np.einsum("ij,ij->", xk, zk))) / deg
         try:
-            direction = _Direction(X, Y, v, (rp, rd_xi, rd_sg, rd_k), single)
-            single = direction.system.single
+            direction = _Direction(X, Y, v, (rp, rd_xi, rd_sg, rd_k), level)
             aff = direction(-xi * zxi, -sg * zsg, -_jprod(direction.lam_k, direction.lam_k))
             ap = _step([xi, sg], aff[:2], xk, aff[2])
             ad = _step([zxi, zsg], aff[4:6], zk, aff[6])
@@ -419,6 +551,7 @@ def _iterates(X, Y, s, reg):
                 sigma * mu * e - _jprod(direction.lam_k, direction.lam_k) - corr)
         except np.linalg.LinAlgError:
             return
+        level = direction.system.level  # the level these systems needed: the next ones start there
         ap = 0.99 * _step([xi, sg], [dxi, dsg], xk, dxk)
         ad = 0.99 * _step([zxi, zsg], [dzxi, dzsg], zk, dzk)
         if min(ap, ad) < 1e-6:
