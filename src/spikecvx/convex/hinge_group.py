@@ -51,6 +51,9 @@ MAX_MOVES = 0.02  # a pattern is abandoned when a round would move more than thi
 NEWTON_STEPS = 12  # Newton steps per pattern
 CHORD_RATE = 0.1  # the Jacobian's factors are kept while each step shrinks the residual this much
 ROUNDING = 1e-12  # a residual below this (relative) that stops shrinking is rounding
+BACKWARD = 1e-12  # a pattern's Newton step is accepted at this normwise backward error
+BACKTRACK = 8  # step halvings before a Newton step is given up
+LSTSQ_MAX = 600  # singular Newton systems up to this size are solved by least squares, larger fail
 MAX_PATTERN = 6000  # largest Newton system of a pattern (active coefficients plus margin pairs)
 MAX_ITER = 60  # interior point iterations
 REFINE = 6  # iterative refinement steps per Newton system of the interior point method
@@ -241,16 +244,23 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
     eye = np.eye(C)
     idx = np.arange(a)[:, None] * C + np.arange(C)[None, :]
     scale = 1.0 + float(np.abs(g0).max())
-    solver, last = None, np.inf
-    for _ in range(NEWTON_STEPS):
+
+    def residual(W, am):
+        """(F, norms, directions) at (W, am); F is None where a group's coefficients vanish."""
         norms = np.linalg.norm(W, axis=1)
         if not np.all(norms > 0):
-            return None
+            return None, norms, None
         u = W / norms[:, None]
-        f_margin = np.einsum("mj,mj->m", Xa[mi], W[:, mc].T) * Y[mi, mc] - 1.0
         g = g0.copy()
         np.add.at(g.T, mc, ((s[mi] * Y[mi, mc] * am)[:, None] * Xa[mi]))
-        F = np.concatenate([(g - reg * u).ravel(), f_margin])
+        f_margin = np.einsum("mj,mj->m", Xa[mi], W[:, mc].T) * Y[mi, mc] - 1.0
+        return np.concatenate([(g - reg * u).ravel(), f_margin]), norms, u
+
+    F, norms, u = residual(W, am)
+    if F is None:
+        return None
+    solver, fresh, last = None, False, np.inf
+    for _ in range(NEWTON_STEPS):
         size = float(np.abs(F).max())
         slow = size > CHORD_RATE * last
         if size <= 1e-15 * scale or (slow and size <= ROUNDING * scale):
@@ -259,13 +269,24 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
             J[:k, :k] = 0.0
             J[idx[:, :, None], idx[:, None, :]] = -(reg / norms)[:, None, None] * (
                 eye[None] - u[:, :, None] * u[:, None, :])
-            solver = _linear_solver(J)
+            solver, fresh = _linear_solver(J), True
         last = size
         step = solver(-F)
         if step is None:
             return None
-        W = W + step[:k].reshape(a, C)
-        am = am + step[k:]
+        t = 1.0
+        for _ in range(BACKTRACK):  # halve the step until the residual shrinks
+            trial = residual(W + t * step[:k].reshape(a, C), am + t * step[k:])
+            if trial[0] is not None and float(np.abs(trial[0]).max()) < size:
+                break
+            t /= 2.0
+        else:
+            if fresh:
+                return None
+            solver = None  # the kept factors no longer give a descent step: refactor here
+            continue
+        W, am = W + t * step[:k].reshape(a, C), am + t * step[k:]
+        (F, norms, u), fresh = trial, False
     W_full = np.zeros((X.shape[1], C))
     W_full[groups] = W
     raw = inside.copy()
@@ -285,6 +306,7 @@ def _linear_solver(J):
         except (np.linalg.LinAlgError, ValueError):
             lu = None
     J = J.copy()  # the caller updates its matrix in place
+    norm = float(np.abs(J).sum(axis=1).max())
 
     def solve(b):
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -292,8 +314,11 @@ def _linear_solver(J):
             try:
                 if lu is not None:
                     x = sla.lu_solve(lu, b, check_finite=False)
-                    if np.all(np.isfinite(x)) and np.abs(J @ x - b).max() <= 1e-8 * np.abs(b).max():
+                    if np.all(np.isfinite(x)) and (np.abs(J @ x - b).max()
+                                                   <= BACKWARD * (norm * np.abs(x).max() + np.abs(b).max())):
                         return x
+                if len(J) > LSTSQ_MAX:
+                    return None
                 x = sla.lstsq(J, b, check_finite=False)[0]
             except (np.linalg.LinAlgError, ValueError):
                 return None

@@ -18,6 +18,9 @@ from .hinge_group import solve_hinge_group
 # Working sets of at least this many columns (and more than half of all) become every column:
 # an interior-point solve on most columns costs about what all of them cost.
 IPM_MIN_COLUMNS = 500
+# Programs of at least this many entries (distinct rows x columns x outputs) go to ``hinge_group``
+# first; on smaller ones Clarabel is as fast (docs/design/hinge.md).
+GROUP_IPM_MIN_ENTRIES = 10_000
 # Tolerances of the exact solver: far below any gap the outer loop asks for, so the multipliers
 # are exact to round-off.
 SOCP_TOL = 1e-11
@@ -68,7 +71,7 @@ def hinge_socp(X, Y, reg, weights=None):
     n, p = X.shape
     C = Y.shape[1]
     sw = _pair_weights(n_all, weights, inverse, n)
-    found = solve_hinge_group(X, Y, sw, reg)
+    found = solve_hinge_group(X, Y, sw, reg) if n * p * C >= GROUP_IPM_MIN_ENTRIES else None
     if found is not None:
         return found[0], found[1][inverse]
     nW, nxi = p * C, n * C
