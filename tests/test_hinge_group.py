@@ -136,15 +136,18 @@ def test_a_wrong_pattern_gives_none_or_a_certified_solution():
 
 
 def test_hinge_socp_falls_back_to_clarabel_with_the_same_optimum(monkeypatch):
-    X, Y = _problem(70, 20, 3, 8)
-    reg = _reg_max(X, Y, np.full(70, 1 / 70)) / 10
+    X, Y = _problem(200, 30, 3, 8)  # 18000 entries: hinge_group's size
+    s = np.full(200, 1 / 200)
+    reg = _reg_max(X, Y, s) / 10
     W1, a1 = hinge_programs.hinge_socp(X, Y, reg)
     calls = []
     monkeypatch.setattr(hinge_programs, "solve_hinge_group", lambda *args: calls.append(1))  # returns None
     W2, a2 = hinge_programs.hinge_socp(X, Y, reg)
     assert calls
-    s = np.full(70, 1 / 70)
     p1, g1 = _by_hand(X, Y, s, W1, a1, reg)
     p2, g2 = _by_hand(X, Y, s, W2, a2, reg)
     assert g1 <= 1e-11 and g2 <= 1e-8
     assert abs(p1 - p2) <= 1e-8
+    calls.clear()
+    hinge_programs.hinge_socp(X[:40, :20], Y[:40], reg)  # 2400 entries: Clarabel directly
+    assert not calls
