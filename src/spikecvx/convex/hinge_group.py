@@ -14,9 +14,10 @@ fills in its factorisations; here two stages find the optimum instead:
 
    with Nesterov-Todd scaling and Mehrotra's predictor-corrector. Each Newton system, in the
    n C multipliers of the rows, is solved through the (p C) x (p C) matrix
-   K = Theta^-1 + blockdiag_c(X^T diag(1 / D_c) X) (Woodbury identity): one Cholesky
-   factorisation per iteration (of K's diagonal blocks alone while that suffices), single
-   precision first, each solution refined against the exact float64 operator. These systems
+   K = Theta^-1 + blockdiag_c(X^T diag(1 / D_c) X) (Woodbury identity), each solution refined
+   against the exact float64 operator (``_Newton``: while it is accurate enough, through the
+   cones' rank-one coupling of the outputs, C + 1 factorisations of p x p). From relative gap
+   ``SCREEN_GAP`` the iterations go on with the groups the iterate ranks first. These systems
    lose their accuracy near relative gap 1e-6 (the active cones' scalings spread over many
    orders of magnitude), so the method is not run to convergence.
 2. **Newton's method on the optimality conditions of a pattern.** From relative gap
@@ -27,7 +28,8 @@ fills in its factorisations; here two stages find the optimum instead:
    sum_i s_i alpha_ic Y_ic X_ij = reg W_jc / ||W_j|| on A, in (W_A, alpha_M); Newton's method
    converges quadratically from the iterate. Elements whose conditions the solution violates
    change sides (a pair off its side of the margin, a multiplier outside [0, 1], an inactive group
-   whose dual norm passes reg) and Newton runs again, up to ``ROUNDS`` times.
+   whose dual norm passes reg, an active group whose coefficients vanish) and Newton runs again,
+   up to ``ROUNDS`` times.
 
 The first solution whose duality gap, over every row and group in float64, is at most ``ACCEPT``
 of the objective is returned; a pattern that does not certify costs one more iteration, never a
@@ -200,7 +202,8 @@ def _solve_patterns(X, Y, s, reg, it):
         to_M = (O & (margin < 1.0)) | (L & (margin > 1.0))
         to_L, to_O = M & (raw > 1.0), M & (raw < 0.0)
         add = ~A & (dual_norm > reg)
-        drop = A & (np.linalg.norm(W, axis=1) == 0.0)
+        norms = np.linalg.norm(W, axis=1)
+        drop = A & (norms <= 1e-9 * norms.max())
         moves = int(to_M.sum() + to_L.sum() + to_O.sum())
         if moves > MAX_MOVES * max(1, int(M.sum())) + 10 or not (moves or add.any() or drop.any()):
             return None
