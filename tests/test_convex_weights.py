@@ -284,6 +284,22 @@ def test_path_stops_when_the_validation_score_stops_improving():
     assert len(path(D, y, "logistic", n_regs=8, D_val=D, y_val=y, patience=8)) == 8
 
 
+def test_values_that_tie_the_first_score_do_not_count_toward_patience():
+    """At the reg_max end the model can predict one class for several values (an exact, sparse
+    optimum with ties): the path goes on until some value scores above the first, then counts."""
+    D, y = _problem("logistic", n=60, p=20, seed=15)
+    scores = iter([0.1, 0.1, 0.1, 0.1, 0.6, 0.5, 0.5, 0.9])
+
+    def score(res, D_val, y_val):
+        return next(scores)
+
+    results = path(D, y, "logistic", n_regs=8, D_val=D, y_val=y, patience=2, score=score)
+    assert len(results) == 7  # best 0.6 at the 5th value, then two values without improvement
+    never = iter([0.3] * 8)
+    assert len(path(D, y, "logistic", n_regs=8, D_val=D, y_val=y, patience=2,
+                    score=lambda res, D_val, y_val: next(never))) == 8
+
+
 @pytest.mark.parametrize("kw,err,name", [
     (dict(patience=2), ValueError, "D_val"),
     (dict(D_val=np.zeros((3, 20))), ValueError, "patience"),

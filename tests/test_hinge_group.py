@@ -89,7 +89,67 @@ def test_rows_of_zero_weight_are_left_out():
     W60, _ = hinge_group.solve_hinge_group(X[:60], Y[:60], s[:60], reg)
     np.testing.assert_allclose(W, W60, atol=1e-9)
     assert np.all(alpha[60:] == 0)
+    assert _by_hand(X, Y, s, W, alpha, reg)[1] <= 1e-11
     assert hinge_group.solve_hinge_group(X, Y, np.zeros(90), reg) is None
+
+
+def test_columns_equal_on_the_weighted_rows_only_are_merged():
+    X, Y = _problem(90, 20, 3, 14)
+    X[:, 5] = X[:, 3]
+    X[60:, 5] = 1.0 - X[60:, 3]  # differ only on rows of zero weight
+    s = np.full(90, 1 / 60)
+    s[60:] = 0.0
+    reg = _reg_max(X, Y, s) / 10
+    W, alpha = hinge_group.solve_hinge_group(X, Y, s, reg)
+    assert np.all(W[5] == 0)
+    assert _by_hand(X, Y, s, W, alpha, reg)[1] <= 1e-11
+
+
+def test_screened_iterations_on_many_groups_certify_on_the_whole_problem(monkeypatch):
+    X, Y = _problem(400, 240, 3, 10)
+    s = np.full(400, 1 / 400)
+    reg = _reg_max(X, Y, s) / 30
+    kept = []
+    screened = hinge_group._solve_screened
+    monkeypatch.setattr(hinge_group, "_solve_screened",
+                        lambda *args: kept.append(len(args[-1])) or screened(*args))
+    W, alpha = hinge_group.solve_hinge_group(X, Y, s, reg)
+    assert kept and 0 < kept[0] < 240
+    primal, gap = _by_hand(X, Y, s, W, alpha, reg)
+    assert gap <= 1e-11 * max(1.0, primal)
+
+
+def test_at_reg_max_and_above_the_answer_is_zero():
+    X, Y = _problem(300, 250, 3, 11)
+    s = np.full(300, 1 / 300)
+    top = _reg_max(X, Y, s)
+    for reg in (top, 1.2 * top):
+        W, alpha = hinge_group.solve_hinge_group(X, Y, s, reg)
+        assert np.all(W == 0) and np.all(alpha == 1)
+        assert _by_hand(X, Y, s, W, alpha, reg)[1] <= 1e-15
+
+
+def test_above_reg_max_from_a_dense_warm_start_the_solve_converges_to_zero():
+    from spikecvx.convex import reg_max, solve
+
+    X, Y = _problem(300, 260, 3, 12)
+    y = np.argmax(Y, axis=1)
+    top = reg_max(X, y, "hinge_ovr", "group_l1")
+    res = solve(X, y, "hinge_ovr", "group_l1", reg=1.2 * top, warm_start=np.ones((260, 3)))
+    assert res.converged and np.abs(res.coef).max() <= 1e-9
+
+
+def test_bad_input_is_refused_and_oversized_programs_are_left_to_clarabel(monkeypatch):
+    X, Y = _problem(60, 20, 3, 13)
+    s = np.full(60, 1 / 60)
+    with pytest.raises(ValueError, match="reg"):
+        hinge_group.solve_hinge_group(X, Y, s, 0.0)
+    with pytest.raises(ValueError, match="s must"):
+        hinge_group.solve_hinge_group(X, Y, -s, 0.1)
+    with pytest.raises(ValueError, match="agree"):
+        hinge_group.solve_hinge_group(X, Y[:50], s, 0.1)
+    monkeypatch.setattr(hinge_group, "MAX_ENTRIES", 10)
+    assert hinge_group.solve_hinge_group(X, Y, s, _reg_max(X, Y, s) / 10) is None
 
 
 @pytest.mark.parametrize("seed", [8, 9])
@@ -117,21 +177,26 @@ def test_pairs_wrongly_on_the_margin_are_moved_off_it(seed):
 
 
 def test_a_wrong_pattern_gives_none_or_a_certified_solution():
-    X, Y = _problem(120, 30, 3, 7)
+    """Pairs outside the margin classed on it, a few or many: each pattern is either repaired and
+    certified or given up (None), never returned uncertified."""
+    X, Y = _problem(120, 30, 3, 8)
     s = np.full(120, 1 / 120)
     reg = _reg_max(X, Y, s) / 20
     it = min(hinge_group._iterates(X, Y, s, reg), key=lambda i: max(i["gap"], i["feas"]))
-    rng = np.random.default_rng(0)
-    for _ in range(8):
-        wrong = dict(it, sg=it["sg"].copy(), zk=it["zk"].copy())
-        flip = rng.random(it["sg"].shape) < 0.03  # a few pairs pushed outside the margin
-        wrong["sg"][flip] = 1e3 * it["zsg"][flip]
-        wrong["zk"][rng.integers(0, 30, size=2), 0] = 1e6  # two groups made to look inactive
+    L, O, M, A = hinge_group._pattern(it)
+    order = np.argsort(np.where(O, it["sg"], np.inf), axis=None)
+    outcomes = []
+    for extra in (1, 2, 4, 8, 16, 64):
+        near = np.unravel_index(order[:extra], O.shape)
+        wrong = dict(it, sg=it["sg"].copy(), zsg=it["zsg"].copy())
+        wrong["sg"][near], wrong["zsg"][near] = 1e-9, 1.0
         found = hinge_group._solve_patterns(X, Y, s, reg, wrong)
+        outcomes.append(found is not None)
         if found is not None:
             assert _by_hand(X, Y, s, *found, reg)[1] <= 1e-11
-    every = dict(it, xi=np.zeros_like(it["xi"]), sg=np.zeros_like(it["sg"]), zk=it["zk"].copy())
-    every["zk"][:, 0] = 1e9  # every pair on the margin, no group active
+    assert outcomes[0] and not all(outcomes)  # the few are repaired, the many given up
+    every = dict(it, xi=np.zeros_like(it["xi"]), sg=np.zeros_like(it["sg"]))
+    assert hinge_group._pattern(every)[3].any()  # groups active, every pair on the margin
     assert hinge_group._solve_patterns(X, Y, s, reg, every) is None
 
 
@@ -139,7 +204,12 @@ def test_hinge_socp_falls_back_to_clarabel_with_the_same_optimum(monkeypatch):
     X, Y = _problem(200, 30, 3, 8)  # 18000 entries: hinge_group's size
     s = np.full(200, 1 / 200)
     reg = _reg_max(X, Y, s) / 10
+    answered = []
+    spy = hinge_programs.solve_hinge_group
+    monkeypatch.setattr(hinge_programs, "solve_hinge_group",
+                        lambda *a: answered.append(spy(*a)) or answered[-1])
     W1, a1 = hinge_programs.hinge_socp(X, Y, reg)
+    assert answered and answered[0] is not None  # hinge_group answered, not Clarabel
     calls = []
     monkeypatch.setattr(hinge_programs, "solve_hinge_group", lambda *args: calls.append(1))  # returns None
     W2, a2 = hinge_programs.hinge_socp(X, Y, reg)

@@ -32,7 +32,7 @@ fills in its factorisations; here two stages find the optimum instead:
    up to ``ROUNDS`` times.
 
 The first solution whose duality gap, over every row and group in float64, is at most ``ACCEPT``
-of the objective is returned; a pattern that does not certify costs one more iteration, never a
+times max(1, objective) is returned; a pattern that does not certify costs one more iteration, never a
 wrong answer. ``solve_hinge_group`` returns None when no pattern certifies (or K would be too
 large); ``hinge_programs.hinge_socp`` then runs Clarabel. Measurements: docs/design/hinge.md.
 """
@@ -48,8 +48,8 @@ from .hinge_vertex import _cholesky, _one_blas_thread, _syrk
 
 ATTEMPT_GAP = 1e-4  # relative gap (and residual) of the iterate from which patterns are solved
 ACCEPT = 1e-11  # relative duality gap at which a pattern's solution is returned
-ROUNDS = 4  # side changes per pattern
-MAX_MOVES = 0.02  # a pattern is abandoned when a round would move more than this share of its pairs
+ROUNDS = 4  # Newton solves per pattern (with the side changes between them)
+MAX_MOVES = 0.02  # a pattern is abandoned when a round would move more than 10 + this share of M
 NEWTON_STEPS = 12  # Newton steps per pattern
 CHORD_RATE = 0.1  # the Jacobian's factors are kept while each step shrinks the residual this much
 ROUNDING = 1e-12  # a residual below this (relative) that stops shrinking is rounding
@@ -71,7 +71,8 @@ SCREEN_GAP, SCREEN_RATIO, SCREEN_KEEP, SCREEN_SHARE = 5e-2, 0.01, 1.6, 0.8
 SCREEN_MIN_GROUPS, SCREEN_ATTEMPTS, SCREEN_ITERATIONS = 200, 3, 20
 
 
-def group_gap(X, Y, s, W, alpha, reg) -> float:
+def group_gap(X: np.ndarray, Y: np.ndarray, s: np.ndarray, W: np.ndarray, alpha: np.ndarray,
+              reg: float) -> float:
     """Relative duality gap of (W, alpha): the dual point U = -Y alpha s scaled into
     max_j ||X_j^T U|| <= reg, the gap divided by max(1, primal)."""
     primal = float(np.sum(s[:, None] * np.maximum(0.0, 1.0 - Y * (X @ W))))
@@ -81,32 +82,44 @@ def group_gap(X, Y, s, W, alpha, reg) -> float:
     return (primal - scale * float(np.sum(s[:, None] * alpha))) / max(1.0, abs(primal))
 
 
-def solve_hinge_group(X, Y, s, reg: float):
+def solve_hinge_group(X, Y, s, reg: float) -> tuple[np.ndarray, np.ndarray] | None:
     """(W (p x C), alpha (n x C)) certified to relative gap ``ACCEPT``, or None.
 
-    X: distinct rows (n x p), Y: labels in {-1, +1} (n x C, C >= 2), s: non-negative row weights,
-    reg > 0. Rows of zero weight are left out (their alpha is 0). Equal columns are solved as one
+    X: distinct rows (n x p), Y: labels in {-1, +1} (n x C), s: non-negative row weights, reg > 0.
+    Rows of zero weight are left out (their alpha is 0). Equal columns are solved as one
     (||a|| + ||b|| >= ||a + b||, so an optimum puts their coefficients on one of them, the first):
     their split is otherwise free, and the optimality conditions of a pattern holding both would be
-    singular."""
+    singular. At reg >= reg_max the answer is W = 0, alpha = 1 (gap 0)."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     s = np.asarray(s, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or s.shape != (X.shape[0],) or Y.shape[0] != X.shape[0]:
+        raise ValueError(f"X (n x p), Y (n x C) and s (n,) must agree: got X {X.shape}, Y {Y.shape}, "
+                         f"s {s.shape}")
+    if not (np.all(np.isfinite(s)) and np.all(s >= 0)):
+        raise ValueError("s must be finite and non-negative")
+    if not (np.isfinite(reg) and reg > 0):
+        raise ValueError(f"reg must be positive and finite, got {reg}")
     n, p = X.shape
     rows = np.flatnonzero(s > 0)
     if len(rows) == 0:
         return None
     cols = np.sort(np.unique(X[rows], axis=1, return_index=True)[1])
-    if (len(cols) * Y.shape[1]) ** 2 > MAX_ENTRIES or reg <= 0:
-        return None
     Xr, Yr, sr = X[np.ix_(rows, cols)], Y[rows], s[rows]
-    with _one_blas_thread():
-        found = _solve(Xr, Yr, sr, reg)
+    W, alpha = np.zeros((p, Y.shape[1])), np.zeros(Y.shape)
+    if np.linalg.norm(Xr.T @ (Yr * sr[:, None]), axis=1).max() <= reg:  # reg >= reg_max: W = 0
+        alpha[rows] = 1.0
+        return W, alpha
+    if (len(cols) * Y.shape[1]) ** 2 > MAX_ENTRIES:
+        return None
+    with _one_blas_thread(), np.errstate(over="ignore"):
+        try:
+            found = _solve(Xr, Yr, sr, reg)
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            found = None  # a numerical failure: the caller's general solver answers
     if found is None:
         return None
-    W = np.zeros((p, Y.shape[1]))
     W[cols] = found[0]
-    alpha = np.zeros(Y.shape)
     alpha[rows] = found[1]
     return W, alpha
 
@@ -124,7 +137,7 @@ def _solve(X, Y, s, reg):
         if screen and it["gap"] <= SCREEN_GAP:
             screen = False
             kept = _screened(it)
-            if len(kept) <= SCREEN_SHARE * X.shape[1]:
+            if 0 < len(kept) <= SCREEN_SHARE * X.shape[1]:
                 found = _solve_screened(X, Y, s, reg, it, kept)
                 if found is not None:
                     return found
@@ -135,7 +148,7 @@ def _screened(it) -> np.ndarray:
     """The groups to keep: SCREEN_KEEP times as many as pass the complementarity ratio
     SCREEN_RATIO (norm of the coefficients over the cone's dual slack), the highest ratios."""
     zk = it["zk"]
-    ratio = np.linalg.norm(it["xk"][:, 1:], axis=1) / (zk[:, 0] - np.linalg.norm(zk[:, 1:], axis=1))
+    ratio = np.linalg.norm(it["xk"][:, 1:], axis=1) / _cone_slack(zk)
     k = min(len(ratio), int(np.ceil(SCREEN_KEEP * np.count_nonzero(ratio > SCREEN_RATIO))))
     return np.sort(np.argsort(-ratio, kind="stable")[:k])
 
@@ -176,8 +189,15 @@ def _pattern(it):
     O = ~L & (it["sg"] > it["zsg"])
     M = ~L & ~O
     zk = it["zk"]
-    A = np.linalg.norm(it["xk"][:, 1:], axis=1) > zk[:, 0] - np.linalg.norm(zk[:, 1:], axis=1)
+    A = np.linalg.norm(it["xk"][:, 1:], axis=1) > _cone_slack(zk)
     return L, O, M, A
+
+
+def _cone_slack(z) -> np.ndarray:
+    """z_0 - ||z_1|| of each cone row, without the cancellation near the cone's boundary."""
+    norm = np.linalg.norm(z[:, 1:], axis=1)
+    with np.errstate(invalid="ignore"):  # z_0 = inf (a group left out): inf
+        return np.where(np.isinf(z[:, 0]), np.inf, _jdot(z, z) / (z[:, 0] + norm))
 
 
 def _solve_patterns(X, Y, s, reg, it):
@@ -186,7 +206,7 @@ def _solve_patterns(X, Y, s, reg, it):
     L, O, M, A = _pattern(it)
     W, alpha = it["W"], np.clip(it["lam"] / it["cn"], 0.0, 1.0)
     best = np.inf
-    for _ in range(ROUNDS):
+    for rounds in range(ROUNDS):
         solved = _newton(X, Y, s, reg, W, alpha, L, M, A)
         if solved is None:
             return None
@@ -194,7 +214,7 @@ def _solve_patterns(X, Y, s, reg, it):
         gap = group_gap(X, Y, s, W, alpha, reg)
         if gap <= ACCEPT:
             return W, alpha
-        if not gap < best:
+        if not gap < best or rounds == ROUNDS - 1:
             return None
         best = gap
         margin = Y * (X @ W)
@@ -217,15 +237,18 @@ def _solve_patterns(X, Y, s, reg, it):
 
 def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
     """Newton's method on the optimality conditions of the pattern (L, M, A): returns (W, alpha
-    with alpha_M clipped to [0, 1], alpha with alpha_M as solved), or None when its Jacobian is
-    singular."""
-    n, C = Y.shape
+    with alpha_M clipped to [0, 1], alpha with alpha_M as solved), or None when it fails.
+
+    Margin pairs with equal rows on the active groups (and equal output and label) share one
+    margin equation, and their multipliers move from ``alpha0`` by one common shift: on spike
+    dictionaries many pairs tie, and their split, which the active groups do not see, stays the
+    interior point iterate's."""
+    C = Y.shape[1]
     groups = np.flatnonzero(A)
     a = len(groups)
-    mi, mc = np.nonzero(M)
-    m = len(mi)
     if a == 0:
         return None
+    mi, mc = np.nonzero(M)
     Xa = X[:, groups]
     W = W0[groups].copy()
     norms = np.linalg.norm(W, axis=1)
@@ -233,33 +256,39 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
     if new.any():  # a group entering: start along its dual direction
         g = Xa[:, new].T @ (Y * alpha0 * s[:, None])
         W[new] = 1e-8 * g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-300)
-    am = alpha0[mi, mc].copy()
     inside = L.astype(np.float64)
-    g0 = Xa.T @ (Y * inside * s[:, None])  # the stationarity sums of the rows inside the margin
+    start = inside.copy()
+    start[mi, mc] = alpha0[mi, mc]
+    g0 = Xa.T @ (Y * start * s[:, None])  # the stationarity sums at the starting multipliers
+    keys = np.concatenate([Xa[mi], mc[:, None], Y[mi, mc][:, None]], axis=1)
+    _, rep, member = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    member = member.ravel()
+    ri, rc, m = mi[rep], mc[rep], len(rep)
+    weight = np.bincount(member, weights=s[mi], minlength=m) * Y[ri, rc]  # each tie's summed s_i Y_ic
     k = a * C
     if k + m > MAX_PATTERN:
         return None
-    # unknowns (W_A by group then output, alpha_M); equations (stationarity on A, margins on M)
+    # unknowns (W_A by group then output, the ties' shifts); equations (stationarity on A, margins)
     J = np.zeros((k + m, k + m))
-    J[k + np.arange(m)[:, None], np.arange(a)[None, :] * C + mc[:, None]] = Y[mi, mc][:, None] * Xa[mi]
-    J[np.arange(a)[:, None] * C + mc[None, :], k + np.arange(m)[None, :]] = (
-        (s[mi] * Y[mi, mc])[None, :] * Xa[mi].T)
+    J[k + np.arange(m)[:, None], np.arange(a)[None, :] * C + rc[:, None]] = Y[ri, rc][:, None] * Xa[ri]
+    J[np.arange(a)[:, None] * C + rc[None, :], k + np.arange(m)[None, :]] = weight[None, :] * Xa[ri].T
     eye = np.eye(C)
     idx = np.arange(a)[:, None] * C + np.arange(C)[None, :]
     scale = 1.0 + float(np.abs(g0).max())
 
-    def residual(W, am):
-        """(F, norms, directions) at (W, am); F is None where a group's coefficients vanish."""
+    def residual(W, shift):
+        """(F, norms, directions) at (W, shift); F is None where a group's coefficients vanish."""
         norms = np.linalg.norm(W, axis=1)
         if not np.all(norms > 0):
             return None, norms, None
         u = W / norms[:, None]
         g = g0.copy()
-        np.add.at(g.T, mc, ((s[mi] * Y[mi, mc] * am)[:, None] * Xa[mi]))
-        f_margin = np.einsum("mj,mj->m", Xa[mi], W[:, mc].T) * Y[mi, mc] - 1.0
+        np.add.at(g.T, rc, (weight * shift)[:, None] * Xa[ri])
+        f_margin = np.einsum("mj,mj->m", Xa[ri], W[:, rc].T) * Y[ri, rc] - 1.0
         return np.concatenate([(g - reg * u).ravel(), f_margin]), norms, u
 
-    F, norms, u = residual(W, am)
+    shift = np.zeros(m)
+    F, norms, u = residual(W, shift)
     if F is None:
         return None
     solver, fresh, last = None, False, np.inf
@@ -279,7 +308,7 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
             return None
         t = 1.0
         for _ in range(BACKTRACK):  # halve the step until the residual shrinks
-            trial = residual(W + t * step[:k].reshape(a, C), am + t * step[k:])
+            trial = residual(W + t * step[:k].reshape(a, C), shift + t * step[k:])
             if trial[0] is not None and float(np.abs(trial[0]).max()) < size:
                 break
             t /= 2.0
@@ -288,15 +317,13 @@ def _newton(X, Y, s, reg, W0, alpha0, L, M, A):
                 return None
             solver = None  # the kept factors no longer give a descent step: refactor here
             continue
-        W, am = W + t * step[:k].reshape(a, C), am + t * step[k:]
+        W, shift = W + t * step[:k].reshape(a, C), shift + t * step[k:]
         (F, norms, u), fresh = trial, False
     W_full = np.zeros((X.shape[1], C))
     W_full[groups] = W
     raw = inside.copy()
-    raw[mi, mc] = am
-    alpha = inside.copy()
-    alpha[mi, mc] = np.clip(am, 0.0, 1.0)
-    return W_full, alpha, raw
+    raw[mi, mc] = alpha0[mi, mc] + shift[member]
+    return W_full, np.clip(raw, 0.0, 1.0), raw
 
 
 def _linear_solver(J):

@@ -63,7 +63,10 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
     Early stopping: with ``patience`` (an int >= 1) and validation data ``D_val``, ``y_val``, the
     path stops once ``score(result, D_val, y_val)`` (larger is better; default the datafit's
     ``validation_score``) has not improved on its best for ``patience`` consecutive values; the
-    results up to there are returned (``select`` then picks among them). Off by default.
+    results up to there are returned (``select`` then picks among them). Values are counted only
+    once some value has scored above the first one: at the reg_max end of a path the coefficients
+    are zero or nearly so, and several values can tie the score of a model that predicts one class
+    before the informative part of the path begins. Off by default.
 
     ``distributed``: as in ``solve`` (D, y, sample_weight are this process's rows); early
     stopping then follows rank 0's validation score, so every process stops at the same value.
@@ -94,7 +97,7 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
         regs = reg_grid(D, y, loss, penalty, n_regs, min_ratio, sample_weight, distributed)
     results = []
     W = np.zeros((problem.M.p, problem.Y.shape[1]))
-    best, since_best = -np.inf, 0
+    best, first, since_best = -np.inf, None, 0
     for reg in tqdm(regs, desc=f"{loss} path", disable=not progress):
         t0 = time.perf_counter()
         res = solve_problem(problem, float(reg), tol, max_iter, W, verbose)
@@ -106,7 +109,11 @@ def path(D, y, loss: str = "squared", penalty: str | Penalty = "l1", regs: Seque
             value = float(score(res, D_val, y_val))
             if getattr(problem, "comm", None) is not None:
                 value = problem.comm.broadcast_object(value)
-            best, since_best = (value, 0) if value > best else (best, since_best + 1)
+            first = value if first is None else first
+            if value > best:
+                best, since_best = value, 0
+            elif best > first:  # values that have not beaten the first one's score do not count
+                since_best += 1
             if since_best >= patience:
                 break
     return results
