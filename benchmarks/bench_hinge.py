@@ -38,7 +38,7 @@ import time
 import numpy as np
 from _machine import machine_line
 
-from spikecvx.convex import hinge_fast, hinge_vertex, path, reg_grid, reg_max
+from spikecvx.convex import _dense, hinge_fast, hinge_vertex, path, reg_grid, reg_max
 
 
 def _matrix_and_scores(n, p, density, seed):
@@ -140,7 +140,7 @@ def best_of(k, fn, *args):
 
 def ipm_floor(repeat: int = 15) -> None:
     """The least an interior point iteration on the dense instance's shape costs, with the kernels
-    the identifier calls (``hinge_vertex._syrk``: BLAS syrk; SciPy's Cholesky): the normal matrix
+    the identifier calls (``_dense.syrk``: BLAS syrk; SciPy's Cholesky): the normal matrix
     A^T diag(d) A (1000 x 1000 from 2000 rows, the scaled copy included) and its Cholesky
     factorisation, best of ``repeat``, in float32 and float64 with one and two BLAS threads; then
     the Cholesky factorisation of the ovr-group cone program's coefficient-space matrix (4 outputs:
@@ -157,7 +157,7 @@ def ipm_floor(repeat: int = 15) -> None:
                 form = factor = np.inf
                 for _ in range(repeat):
                     t0 = time.perf_counter()
-                    M = hinge_vertex._syrk(np.asfortranarray(A * np.sqrt(d)[:, None]), rows=False)
+                    M = _dense.syrk(np.asfortranarray(A * np.sqrt(d)[:, None]), rows=False)
                     t1 = time.perf_counter()
                     M[np.diag_indices(len(M))] += 1e-3
                     sla.cho_factor(M, check_finite=False)
@@ -169,7 +169,7 @@ def ipm_floor(repeat: int = 15) -> None:
     with threadpool_limits(1, user_api="blas"):
         for dtype in (np.float32, np.float64):
             B = np.asfortranarray(np.random.default_rng(2).random((D.shape[0], 4 * D.shape[1])), dtype=dtype)
-            M = hinge_vertex._syrk(B, rows=False)
+            M = _dense.syrk(B, rows=False)
             M[np.diag_indices(len(M))] += len(M)
             factor = np.inf
             for _ in range(3):

@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from .hinge_vertex import _cholesky, _one_blas_thread, _syrk
+from ._dense import blas_limit, cholesky, syrk
 
 ATTEMPT_GAP = 1e-4  # relative gap (and residual) of the iterate from which patterns are solved
 ACCEPT = 1e-11  # relative duality gap at which a pattern's solution is returned
@@ -112,7 +112,9 @@ def solve_hinge_group(X, Y, s, reg: float) -> tuple[np.ndarray, np.ndarray] | No
         return W, alpha
     if (len(cols) * Y.shape[1]) ** 2 > MAX_ENTRIES:
         return None
-    with _one_blas_thread(), np.errstate(over="ignore"):
+    # one BLAS thread, as in hinge_vertex: numpy's and scipy's OpenBLAS copies spin against each
+    # other with two threads each on 2 cores (docs/design/hinge.md)
+    with blas_limit(1), np.errstate(over="ignore"):
         try:
             found = _solve(Xr, Yr, sr, reg)
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
@@ -441,7 +443,7 @@ class _Newton:
         p, C = X.shape[1], D.shape[1]
         self.level = level
         dtype = np.float64 if level == 2 else np.float32
-        blocks = [_syrk(np.asfortranarray(X * (1.0 / np.sqrt(D[:, c]))[:, None], dtype=dtype), rows=False)
+        blocks = [syrk(np.asfortranarray(X * (1.0 / np.sqrt(D[:, c]))[:, None], dtype=dtype), rows=False)
                   for c in range(C)]
         j = np.arange(p)
         try:
@@ -455,7 +457,7 @@ class _Newton:
             for c in range(C):
                 for d in range(c, C):
                     K[c * p + j, d * p + j] -= self.c * self.u[:, c] * self.u[:, d]
-            self.cf = _cholesky(K)
+            self.cf = cholesky(K)
         except np.linalg.LinAlgError:
             if level == 2:
                 raise
@@ -471,12 +473,12 @@ class _Newton:
         self.blocks, self.Z = [], []
         for c, block in enumerate(blocks):
             block[np.diag_indices(p)] += self.a
-            self.blocks.append(_cholesky(block))
+            self.blocks.append(cholesky(block))
             E = np.zeros((p, len(self.coupled)), dtype=np.float32)
             E[self.coupled, np.arange(len(self.coupled))] = u[:, c]
             self.Z.append(sla.cho_solve(self.blocks[-1], E, check_finite=False))
             cap -= u[:, c, None] * self.Z[-1][self.coupled]
-        self.cap = _cholesky(cap) if len(self.coupled) else None
+        self.cap = cholesky(cap) if len(self.coupled) else None
 
     def apply(self, v):
         """(D + B Theta B^T) v, exactly in float64."""

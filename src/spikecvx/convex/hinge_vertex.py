@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
+from ._dense import blas_limit, cholesky, syrk
 from .hinge_repair import repair
 from .matrix import DesignMatrix
 
@@ -77,29 +78,6 @@ class Identified:
     unscreened: bool = False  # the screened iterations failed and the full problem resumed
 
 
-def _cholesky(K):
-    """Cholesky factor of a symmetric positive semi-definite K, with the smallest diagonal shift
-    (relative 1e-14, 1e-12, ...) that lets it through: the normal matrices of an interior point
-    method lose rank near the optimum."""
-    shift = 1e-14 * float(np.abs(np.diag(K)).max())
-    for _ in range(6):
-        try:
-            return sla.cho_factor(K, check_finite=False)
-        except np.linalg.LinAlgError:
-            K[np.diag_indices_from(K)] += shift
-            shift *= 100
-    raise np.linalg.LinAlgError("normal matrix not positive definite")
-
-
-def _syrk(B: np.ndarray, rows: bool) -> np.ndarray:
-    """B B^T (rows) or B^T B in B's precision, upper triangle filled (what the Cholesky
-    factorisation reads)."""
-    from scipy.linalg.blas import dsyrk, ssyrk
-
-    Bf = np.asfortranarray(B)  # no copy: the blocks of A are in Fortran order
-    return (ssyrk if B.dtype == np.float32 else dsyrk)(1.0, Bf, trans=0 if rows else 1)
-
-
 class _NormalSystem:
     """(A diag(thw) A^T + diag(dn)) dl = r, the Newton system of one interior point iteration.
 
@@ -123,12 +101,12 @@ class _NormalSystem:
         dtype = np.float32 if level == 0 else np.float64
         if self.rows:
             keep = np.flatnonzero(self.thw >= DROP * self.thw.max()) if level < 2 else np.arange(p)
-            K = _syrk((A[:, keep] * np.sqrt(self.thw[keep])).astype(dtype, copy=False), rows=True)
+            K = syrk((A[:, keep] * np.sqrt(self.thw[keep])).astype(dtype, copy=False), rows=True)
             K[np.diag_indices(n)] += self.dn
         else:
-            K = _syrk((A * (1.0 / np.sqrt(self.dn))[:, None]).astype(dtype, copy=False), rows=False)
+            K = syrk((A * (1.0 / np.sqrt(self.dn))[:, None]).astype(dtype, copy=False), rows=False)
             K[np.diag_indices(p)] += 1.0 / self.thw
-        self.cf = _cholesky(K)
+        self.cf = cholesky(K)
 
     def _chol_solve(self, r):
         x = sla.cho_solve(self.cf, r.astype(self.cf[0].dtype, copy=False), check_finite=False)
@@ -227,21 +205,13 @@ def _restrict(A0, cn, cw, X, Z, lam, c, r):
     return A, cn[r], (cw[0][c] - g, cw[1][c] + g), X, Z, lam[r], float(cn[inside].sum())
 
 
-_controller = None
-
-
 def _one_blas_thread():
     """Context that runs the BLAS on one thread, for the whole identifier (its factorisations
     included). The identifier calls both numpy's and scipy's BLAS, two OpenBLAS copies with a
     thread pool each: with two threads each, the idle threads of one copy spin while the other
     works, so on the dense benchmark the identifier costs 9.3 s of CPU with two threads and 0.9 s
     with one. Measured on 2 cores only (docs/design/hinge.md); more cores are not measured."""
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+    return blas_limit(1)
 
 
 def dense_rows(Du: DesignMatrix, y: np.ndarray, s: np.ndarray) -> np.ndarray:

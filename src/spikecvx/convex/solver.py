@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_bool, check_choice, check_int, check_positive, check_real_array
+from ._dense import blas_limit
 from .certificate import DualTracker, SolveResult
 from .datafits import DATAFITS, Datafit, WeightedDatafit
 from .hinge_fast import solve_hinge_l1
@@ -57,7 +58,6 @@ MIN_COLUMN_NORM = 1e-12
 # shared with other work they spin against it (3.6x the CPU time at load 16), where 1 is better
 # (docs/design/convex.md).
 BLAS_THREADS: int | None = None
-_blas_controller = None
 
 __all__ = ["LOSSES", "Problem", "SolveResult", "prepare", "reg_max", "solve", "solve_problem"]
 
@@ -299,14 +299,7 @@ def uses_fast_hinge(problem: Problem) -> bool:
 
 def blas_threads():
     """Context that limits the BLAS to ``BLAS_THREADS`` threads (threadpoolctl, loaded on first use)."""
-    global _blas_controller
-    if BLAS_THREADS is None:
-        return contextlib.nullcontext()
-    if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=BLAS_THREADS, user_api="blas")
+    return contextlib.nullcontext() if BLAS_THREADS is None else blas_limit(BLAS_THREADS)
 
 
 def solve_problem(problem: Problem, reg: float, tol: float, max_iter: int, W: np.ndarray,
