@@ -1,6 +1,6 @@
 """Dense linear algebra the interior point methods share (``hinge_vertex``, ``hinge_group``): BLAS
-``syrk``, a Cholesky factorisation that shifts the diagonal as little as it must, and a context
-that limits the BLAS threads."""
+``syrk``, a Cholesky factorisation that shifts the diagonal as little as it must, the step to the
+boundary of the non-negative orthant, and a context that limits the BLAS threads."""
 
 from __future__ import annotations
 
@@ -31,6 +31,17 @@ def syrk(B: np.ndarray, rows: bool) -> np.ndarray:
 
     Bf = np.asfortranarray(B)  # no copy when B is in Fortran order
     return (ssyrk if B.dtype == np.float32 else dsyrk)(1.0, Bf, trans=0 if rows else 1)
+
+
+def max_step(vs, dvs) -> float:
+    """Largest step t in [0, 1] keeping every v + t dv non-negative (an interior point method's
+    step to the boundary of the non-negative orthant)."""
+    t = 1.0
+    for v, dv in zip(vs, dvs):
+        neg = dv < 0
+        if neg.any():
+            t = min(t, float((-v[neg] / dv[neg]).min()))
+    return t
 
 
 def blas_limit(threads: int):

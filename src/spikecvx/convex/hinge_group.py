@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from ._dense import blas_limit, cholesky, syrk
+from ._dense import blas_limit, cholesky, max_step, syrk
 
 ATTEMPT_GAP = 1e-4  # relative gap (and residual) of the iterate from which patterns are solved
 ACCEPT = 1e-11  # relative duality gap at which a pattern's solution is returned
@@ -413,12 +413,7 @@ def _cone_step(x, dx) -> float:
 
 def _step(vs, dvs, cone_x, cone_dx) -> float:
     """Largest step in [0, 1] keeping the non-negative vs and the cone rows feasible."""
-    t = _cone_step(cone_x, cone_dx)
-    for v, dv in zip(vs, dvs):
-        neg = dv < 0
-        if neg.any():
-            t = min(t, float((-v[neg] / dv[neg]).min()))
-    return t
+    return min(_cone_step(cone_x, cone_dx), max_step(vs, dvs))
 
 
 class _Newton:

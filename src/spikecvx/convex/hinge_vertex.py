@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ._dense import blas_limit, cholesky, syrk
+from ._dense import blas_limit, cholesky, max_step, syrk
 from .hinge_repair import repair
 from .matrix import DesignMatrix
 
@@ -137,16 +137,6 @@ class _NormalSystem:
             self.factor(self.level + 1)
             return self.solve(r)
         return x
-
-
-def _step(vs, dvs) -> float:
-    """Largest step in [0, 1] keeping every v + t dv non-negative."""
-    t = 1.0
-    for v, dv in zip(vs, dvs):
-        neg = dv < 0
-        if neg.any():
-            t = min(t, float((-v[neg] / dv[neg]).min()))
-    return t
 
 
 def _ranked(X, Z):
@@ -357,7 +347,7 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
 
         try:  # a factorisation that fails at a higher precision level ends the identifier (LP fallback)
             dx, dl, dz = direction([-x * z for x, z in zip(X, Z)])  # affine predictor
-            ap, ad = _step(X, dx), _step(Z, dz)
+            ap, ad = max_step(X, dx), max_step(Z, dz)
             mu_aff = sum(float((x + ap * a) @ (z + ad * b))
                          for x, a, z, b in zip(X, dx, Z, dz)) / (2 * p + 2 * n)
             sig = (mu_aff / mu) ** 3
@@ -367,7 +357,7 @@ def _identify(A0: np.ndarray, s: np.ndarray, reg: float, accept: float, max_iter
                 since = SCREEN_ITERATIONS
                 continue
             break
-        ap, ad = 0.995 * _step(X, dx), 0.995 * _step(Z, dz)
+        ap, ad = 0.995 * max_step(X, dx), 0.995 * max_step(Z, dz)
         X = [x + ap * a for x, a in zip(X, dx)]
         Z = [z + ad * b for z, b in zip(Z, dz)]
         lam = lam + ad * dl
