@@ -1,6 +1,7 @@
 """Dense linear algebra the interior point methods share (``hinge_vertex``, ``hinge_group``): BLAS
 ``syrk``, a Cholesky factorisation that shifts the diagonal as little as it must, the step to the
-boundary of the non-negative orthant, and a context that limits the BLAS threads."""
+boundary of the non-negative orthant, iterative refinement, and a context that limits the BLAS
+threads."""
 
 from __future__ import annotations
 
@@ -42,6 +43,23 @@ def max_step(vs, dvs) -> float:
         if neg.any():
             t = min(t, float((-v[neg] / dv[neg]).min()))
     return t
+
+
+def refine(solve_once, residual, r: np.ndarray, tol: float, steps: int) -> tuple[np.ndarray, float]:
+    """Iterative refinement of x = solve_once(r) (an approximate solver, e.g. single-precision
+    factors) against ``residual(r, x)`` (the exact operator): corrected by solve_once(residual)
+    while that shrinks the residual, at most ``steps`` times. Returns x and its largest residual."""
+    x = solve_once(r)
+    res = residual(r, x)
+    for _ in range(steps):
+        if np.abs(res).max() <= tol:
+            break
+        cand = x + solve_once(res)
+        res_c = residual(r, cand)
+        if np.abs(res_c).max() >= np.abs(res).max():
+            break
+        x, res = cand, res_c
+    return x, float(np.abs(res).max())
 
 
 def blas_limit(threads: int):

@@ -44,7 +44,7 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from ._dense import blas_limit, cholesky, max_step, syrk
+from ._dense import blas_limit, cholesky, max_step, refine, syrk
 
 ATTEMPT_GAP = 1e-4  # relative gap (and residual) of the iterate from which patterns are solved
 ACCEPT = 1e-11  # relative duality gap at which a pattern's solution is returned
@@ -502,17 +502,8 @@ class _Newton:
 
     def solve(self, r):
         tol = SOLVE_TOL * float(np.abs(r).max())
-        x = self._solve_once(r)
-        res = r - self.apply(x)
-        for _ in range(REFINE):
-            if np.abs(res).max() <= tol:
-                break
-            cand = x + self._solve_once(res)
-            res_c = r - self.apply(cand)
-            if np.abs(res_c).max() >= np.abs(res).max():
-                break
-            x, res = cand, res_c
-        if self.level < 2 and np.abs(res).max() > tol:
+        x, err = refine(self._solve_once, lambda r_, x_: r_ - self.apply(x_), r, tol, REFINE)
+        if self.level < 2 and err > tol:
             self.factor(self.level + 1)
             return self.solve(r)
         return x

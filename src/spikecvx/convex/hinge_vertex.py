@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 
-from ._dense import blas_limit, cholesky, max_step, syrk
+from ._dense import blas_limit, cholesky, max_step, refine, syrk
 from .hinge_repair import repair
 from .matrix import DesignMatrix
 
@@ -123,17 +123,8 @@ class _NormalSystem:
 
     def solve(self, r: np.ndarray) -> np.ndarray:
         tol = SOLVE_TOL * max(1.0, float(np.abs(r).max()))
-        x = self._solve_once(r)
-        res = self._residual(r, x)
-        for _ in range(REFINE):
-            if np.abs(res).max() <= tol:
-                break
-            cand = x + self._solve_once(res)
-            res_c = self._residual(r, cand)
-            if np.abs(res_c).max() >= np.abs(res).max():
-                break
-            x, res = cand, res_c
-        if self.level < 2 and np.abs(res).max() > tol:
+        x, err = refine(self._solve_once, self._residual, r, tol, REFINE)
+        if self.level < 2 and err > tol:
             self.factor(self.level + 1)
             return self.solve(r)
         return x
