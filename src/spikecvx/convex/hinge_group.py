@@ -75,11 +75,20 @@ def group_gap(X: np.ndarray, Y: np.ndarray, s: np.ndarray, W: np.ndarray, alpha:
               reg: float) -> float:
     """Relative duality gap of (W, alpha): the dual point U = -Y alpha s scaled into
     max_j ||X_j^T U|| <= reg, the gap divided by max(1, primal)."""
-    primal = float(np.sum(s[:, None] * np.maximum(0.0, 1.0 - Y * (X @ W))))
+    return _gap_parts(X, Y, s, W, alpha, reg)[0]
+
+
+def _gap_parts(X, Y, s, W, alpha, reg):
+    """``group_gap`` with the margins Y * (X W) and the groups' dual norms ||X_j^T (Y alpha s)||
+    it is computed from (the side changes of ``_solve_patterns`` read them too)."""
+    margin = Y * (X @ W)
+    dual_norm = np.linalg.norm(X.T @ (Y * alpha * s[:, None]), axis=1)
+    primal = float(np.sum(s[:, None] * np.maximum(0.0, 1.0 - margin)))
     primal += reg * float(np.linalg.norm(W, axis=1).sum())
-    top = float(np.linalg.norm(X.T @ (Y * alpha * s[:, None]), axis=1).max())
+    top = float(dual_norm.max())
     scale = min(1.0, reg / top) if top > 0 else 1.0
-    return (primal - scale * float(np.sum(s[:, None] * alpha))) / max(1.0, abs(primal))
+    gap = (primal - scale * float(np.sum(s[:, None] * alpha))) / max(1.0, abs(primal))
+    return gap, margin, dual_norm
 
 
 def solve_hinge_group(X, Y, s, reg: float) -> tuple[np.ndarray, np.ndarray] | None:
@@ -149,8 +158,7 @@ def _solve(X, Y, s, reg):
 def _screened(it) -> np.ndarray:
     """The groups to keep: SCREEN_KEEP times as many as pass the complementarity ratio
     SCREEN_RATIO (norm of the coefficients over the cone's dual slack), the highest ratios."""
-    zk = it["zk"]
-    ratio = np.linalg.norm(it["xk"][:, 1:], axis=1) / _cone_slack(zk)
+    ratio = _group_ratio(it)
     k = min(len(ratio), int(np.ceil(SCREEN_KEEP * np.count_nonzero(ratio > SCREEN_RATIO))))
     return np.sort(np.argsort(-ratio, kind="stable")[:k])
 
@@ -190,9 +198,13 @@ def _pattern(it):
     L = it["xi"] > it["zxi"]
     O = ~L & (it["sg"] > it["zsg"])
     M = ~L & ~O
-    zk = it["zk"]
-    A = np.linalg.norm(it["xk"][:, 1:], axis=1) > _cone_slack(zk)
-    return L, O, M, A
+    return L, O, M, _group_ratio(it) > 1.0
+
+
+def _group_ratio(it) -> np.ndarray:
+    """Each group's complementarity ratio: its coefficients' norm over its cone's dual slack."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero slack: inf (or nan for 0 / 0)
+        return np.linalg.norm(it["xk"][:, 1:], axis=1) / _cone_slack(it["zk"])
 
 
 def _cone_slack(z) -> np.ndarray:
@@ -213,14 +225,12 @@ def _solve_patterns(X, Y, s, reg, it):
         if solved is None:
             return None
         W, alpha, raw = solved
-        gap = group_gap(X, Y, s, W, alpha, reg)
+        gap, margin, dual_norm = _gap_parts(X, Y, s, W, alpha, reg)
         if gap <= ACCEPT:
             return W, alpha
         if not gap < best or rounds == ROUNDS - 1:
             return None
         best = gap
-        margin = Y * (X @ W)
-        dual_norm = np.linalg.norm(X.T @ (Y * alpha * s[:, None]), axis=1)
         to_M = (O & (margin < 1.0)) | (L & (margin > 1.0))
         to_L, to_O = M & (raw > 1.0), M & (raw < 0.0)
         add = ~A & (dual_norm > reg)
